@@ -1,0 +1,123 @@
+"""The `lmforge` command: one table of verbs. The only module that imports every verb.
+
+Verb bodies import their implementation lazily so that `lmforge --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from lmforge import __version__
+from lmforge.cliutil import config_command
+from lmforge.config import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.errors import LmforgeError
+
+log = logging.getLogger("lmforge")
+_state = {"debug": False}
+
+
+def _stdout() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lmforge")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line (for machines).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def cli(debug: bool, log_json: bool, verbose: bool) -> None:
+    """lmforge: prepare data, train, evaluate, register and serve GPT-2-family models."""
+    from lmforge.logs import setup_logging
+
+    _state["debug"] = debug
+    setup_logging(json_lines=log_json, verbose=verbose or debug)
+
+
+@cli.group()
+def data() -> None:
+    """Prepare, merge and inspect dataset dirs (tokenizer + packed token files + manifest)."""
+
+
+@data.command("prepare")
+@config_command(PrepareConfig, "inputs")
+def data_prepare(config: PrepareConfig) -> None:
+    """Clean, deduplicate, redact, split, tokenize and pack INPUTS into a dataset dir.
+
+    \b
+    Examples:
+      lmforge data prepare builtin:python-docs --output data/pydocs
+      lmforge data prepare corpus/ notes.jsonl.gz --output data/mine --vocab-size 16384
+      lmforge data prepare big.txt --shard 0/4 --tokenizer data/pydocs --output shards/0
+    """
+    from lmforge.data.prepare import prepare
+    from lmforge.data.summary import print_summary
+
+    result = prepare(config)
+    print_summary(result.manifest, str(result.output), _stdout(), result.seconds)
+
+
+@data.command("merge")
+@config_command(MergeConfig, "shards")
+def data_merge(config: MergeConfig) -> None:
+    """Combine the SHARDS of `data prepare --shard I/N` into one dataset (dedup across shards)."""
+    from lmforge.data.merge import merge
+    from lmforge.data.summary import print_summary
+
+    result = merge(config)
+    print_summary(result.manifest, str(result.output), _stdout(), result.seconds)
+
+
+@data.command("inspect")
+@config_command(InspectConfig, "dataset")
+def data_inspect(config: InspectConfig) -> None:
+    """Summarize a dataset dir, check its files' sha256, and show decoded samples."""
+    from lmforge.data.inspect import inspect
+    from lmforge.data.summary import print_summary
+
+    manifest, checks, samples = inspect(config)
+    console = _stdout()
+    print_summary(manifest, config.dataset, console)
+    bad = {name: state for name, state in checks.items() if state != "ok"}
+    console.print("files: " + ("all sha256 ok" if not bad else f"[red]{bad}[/red]"))
+    for index, sample in enumerate(samples, 1):
+        console.rule(f"{config.split} sample {index}")
+        console.print(sample, markup=False, highlight=False)
+    if bad:
+        raise click.exceptions.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: our errors become one line on stderr and a non-zero exit code."""
+    try:
+        cli.main(args=argv, prog_name="lmforge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("lmforge: interrupted", err=True)
+        sys.exit(130)
+    except LmforgeError as exc:
+        if _state["debug"]:
+            log.exception("failed")
+        click.echo(f"lmforge: error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("lmforge: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        click.echo(
+            f"lmforge: internal error: {type(exc).__name__}: {exc} "
+            "(re-run with --debug for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(1)

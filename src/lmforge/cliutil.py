@@ -1,0 +1,108 @@
+"""Builds click commands from config dataclasses: every field becomes an option whose help is
+the field's help text and whose default is the field's default; `--config FILE.yaml` gives
+values by field name and options given on the command line override them."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from lmforge.config import field_help, field_types, load_config
+
+CONFIG_HELP = (
+    "YAML file of option: value pairs (names as below, with underscores); "
+    "options on the command line override it."
+)
+
+
+def _click_type(tp: Any, choices: tuple[str, ...] | None) -> Any:
+    if choices:
+        return click.Choice(choices)
+    return {int: int, float: float, str: str}.get(tp, str)
+
+
+def _show(default: Any) -> str:
+    if isinstance(default, list):
+        return ",".join(str(v) for v in default) or "none"
+    if default == "":
+        return "none"
+    return str(default)
+
+
+def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable]:
+    """Decorate a click command body `fn(config)` with options for every field of `cls`.
+
+    Fields named in `positional` become arguments (a list field takes any number)."""
+
+    def decorate(fn: Callable) -> Callable:
+        fields = dataclasses.fields(cls)
+        hints = field_types(cls)
+        params: list[Callable] = []
+        for f in fields:
+            tp = hints[f.name]
+            default = (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            )
+            if f.name in positional:
+                is_list = typing.get_origin(tp) is list
+                params.append(click.argument(f.name, nargs=-1 if is_list else 1, required=False))
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            help_text = field_help(f)
+            if tp is bool:
+                params.append(
+                    click.option(
+                        f"{flag}/--no-{f.name.replace('_', '-')}",
+                        default=default,
+                        show_default=True,
+                        help=help_text,
+                    )
+                )
+                continue
+            params.append(
+                click.option(
+                    flag,
+                    f.name,
+                    type=_click_type(tp, f.metadata.get("choices")),
+                    default=_show(default) if typing.get_origin(tp) is list else default,
+                    show_default=True
+                    if default not in ("", []) and not isinstance(default, list)
+                    else _show(default),
+                    help=help_text,
+                )
+            )
+        params.append(
+            click.option(
+                "--config",
+                "config_file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help=CONFIG_HELP,
+            )
+        )
+
+        @functools.wraps(fn)
+        def command(config_file: Path | None, **values: Any) -> Any:
+            ctx = click.get_current_context()
+            overrides = {}
+            for name, value in values.items():
+                source = ctx.get_parameter_source(name)
+                given = source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+                if name in positional:
+                    given = bool(value)
+                    value = list(value) if isinstance(value, tuple) else value
+                if given:
+                    overrides[name] = value
+            return fn(load_config(cls, config_file, overrides))
+
+        for param in reversed(params):
+            command = param(command)
+        return command
+
+    return decorate

@@ -1,0 +1,1 @@
+"""The data pipeline: sources → normalize → filter → PII → dedup → sample → split → tokenize → pack."""

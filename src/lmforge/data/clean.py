@@ -1,0 +1,126 @@
+"""Stages 1 and 2: normalize text, then filter out documents that are not useful prose."""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import unicodedata
+
+from lmforge.data.document import Document, StageStats
+
+END_OF_TEXT = "<|endoftext|>"
+
+# Control characters (except newline and tab) and invisible format marks that only confuse
+# tokenization; mapped to None for str.translate.
+_DROP = {c: None for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cc"}
+for keep in ("\n", "\t"):
+    _DROP.pop(ord(keep))
+_DROP.update({0x200B: None, 0xFEFF: None, 0x00AD: None})
+# Every other Unicode space separator becomes a plain space.
+_SPACES = {c: " " for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"}
+_TRANSLATION = {**_DROP, **_SPACES, ord("\t"): " "}
+
+_RUNS_OF_SPACES = re.compile(r" {2,}")
+_SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+_HTML_DROP_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--.*?-->", re.DOTALL)
+_WIKI_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+_WIKI_HEADING = re.compile(r"^[ \t]*(=(?: ?=)*)[ \t]*(.*?)[ \t]*\1[ \t]*$", re.MULTILINE)
+_WIKI_LINK = re.compile(r"\[\[(?:[^\[\]|]*\|)?([^\[\]]*)\]\]")
+
+
+def strip_markup(text: str) -> str:
+    """Remove HTML tags/entities and wiki templates; keep heading and link text."""
+    if "<" in text:
+        text = _HTML_DROP_BLOCKS.sub(" ", text)
+        text = _HTML_TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    while "{{" in text:
+        stripped = _WIKI_TEMPLATE.sub("", text)
+        if stripped == text:
+            break
+        text = stripped
+    if "=" in text:
+        text = _WIKI_HEADING.sub(r"\2", text)
+    if "[[" in text:
+        text = _WIKI_LINK.sub(r"\1", text)
+    return text
+
+
+def normalize_text(text: str, *, markup: bool = False) -> str:
+    """NFC, control characters removed, whitespace folded (paragraph breaks kept)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if markup:
+        text = strip_markup(text)
+    text = text.translate(_TRANSLATION)
+    text = _RUNS_OF_SPACES.sub(" ", text)
+    text = _SPACE_AROUND_NEWLINE.sub("\n", text)
+    text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
+
+
+class Normalizer:
+    """Stage 1. Literal `<|endoftext|>` strings are removed too: in the packed files that token
+    separates documents, and text must not be able to forge a boundary."""
+
+    def __init__(self, *, markup: bool = False) -> None:
+        self.markup = markup
+        self.stats = StageStats("normalize", details={"end_of_text_literals_removed": 0})
+
+    def __call__(self, doc: Document) -> Document | None:
+        text = doc.text
+        if END_OF_TEXT in text:
+            self.stats.details["end_of_text_literals_removed"] += text.count(END_OF_TEXT)
+            text = text.replace(END_OF_TEXT, " ")
+        text = normalize_text(text, markup=self.markup)
+        if not text:
+            self.stats.drop("empty", doc)
+            return None
+        doc.text = text
+        return doc
+
+
+class QualityFilter:
+    """Stage 2: length bounds, fraction of letters, and repeated-line ratio."""
+
+    def __init__(
+        self,
+        *,
+        min_chars: int,
+        max_chars: int,
+        min_alpha_fraction: float,
+        max_repeated_line_fraction: float,
+    ) -> None:
+        self.min_chars = min_chars
+        self.max_chars = max_chars
+        self.min_alpha = min_alpha_fraction
+        self.max_repeated = max_repeated_line_fraction
+        self.stats = StageStats("filter")
+
+    def reason(self, text: str) -> str | None:
+        """Why `text` should be dropped, or None to keep it."""
+        if len(text) < self.min_chars:
+            return "too_short"
+        if len(text) > self.max_chars:
+            return "too_long"
+        visible = len(text) - text.count(" ") - text.count("\n")
+        if visible and sum(map(str.isalpha, text)) / visible < self.min_alpha:
+            return "low_alpha_fraction"
+        if "\n" in text:
+            lines = [line for line in text.split("\n") if line]
+            repeated = len(lines) - len(set(lines))
+            if lines and repeated / len(lines) > self.max_repeated:
+                return "repeated_lines"
+        return None
+
+    def __call__(self, doc: Document) -> Document | None:
+        if (why := self.reason(doc.text)) is not None:
+            self.stats.drop(why, doc)
+            return None
+        return doc

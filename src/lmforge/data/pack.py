@@ -1,0 +1,70 @@
+"""Stage 8: encode documents in parallel (the tokenizer's Rust thread pool) and write flat
+token files with `<|endoftext|>` after every document."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from lmforge.data.document import Document
+from lmforge.data.tokenizer import end_of_text_id
+
+BATCH = 1024
+ORDINAL_DTYPE = np.dtype("<u8")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def _batches(documents: Iterable[Document]) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def pack(
+    documents: Iterable[Document],
+    tokenizer: Tokenizer,
+    out: Path,
+    *,
+    on_batch: Callable[[int], None] = lambda n: None,
+    ordinals_out: Path | None = None,
+) -> tuple[int, int]:
+    """Encode `documents` into `out`; return (documents, tokens). With `ordinals_out`, also
+    write every document's input position (a shard's key for merging in input order)."""
+    eot = end_of_text_id(tokenizer)
+    dtype = token_dtype(tokenizer.get_vocab_size())
+    docs = tokens = 0
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(open(out, "wb"))
+        ordinals = stack.enter_context(open(ordinals_out, "wb")) if ordinals_out else None
+        for batch in _batches(documents):
+            encodings = tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False)
+            flat = np.fromiter((i for enc in encodings for i in (*enc.ids, eot)), dtype=dtype)
+            flat.tofile(handle)
+            if ordinals is not None:
+                np.asarray([d.ordinal for d in batch], dtype=ORDINAL_DTYPE).tofile(ordinals)
+            docs += len(batch)
+            tokens += int(flat.size)
+            on_batch(len(batch))
+    return docs, tokens
+
+
+def write_tokens(token_arrays: Iterable[np.ndarray], out: Path, dtype: np.dtype) -> int:
+    """Append already-encoded documents (each ending with `<|endoftext|>`); return tokens."""
+    tokens = 0
+    with open(out, "wb") as handle:
+        for array in token_arrays:
+            array.astype(dtype, copy=False).tofile(handle)
+            tokens += int(array.size)
+    return tokens

@@ -1,0 +1,274 @@
+"""`lmforge data prepare`: raw text in, dataset dir out (DESIGN.md §4).
+
+Pass 1 streams every source through normalize → filter → PII → dedup → sample and routes each
+kept document to its split's spill file. Pass 2 trains the tokenizer on the train spill (or
+loads one). Pass 3 encodes the spills into `.bin` token files. All of it happens in a
+temporary dir that replaces `--output` only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmforge.config import PrepareConfig, to_dict
+from lmforge.data.clean import Normalizer, QualityFilter
+from lmforge.data.dedup import Deduplicator
+from lmforge.data.document import Document, Stage, StageStats
+from lmforge.data.manifest import FORMAT, MANIFEST, library_versions
+from lmforge.data.pii import PiiRedactor
+from lmforge.data.sample import HashSampler, representative_ordinals
+from lmforge.data.sources import Reader, ReadOptions
+from lmforge.data.spill import SpillWriter, read_spill
+from lmforge.data.split import SPLITS, split_of
+from lmforge.errors import DataError
+from lmforge.fsutil import atomic_dir, sha256_file, write_json_atomic
+from lmforge.progress import progress_bar
+
+log = logging.getLogger(__name__)
+# Options that do not change the dataset's content stay out of the manifest.
+_NOT_CONTENT = ("output", "force", "workers")
+
+
+@dataclass
+class PrepareResult:
+    output: Path
+    manifest: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_stages(stages: list[Stage], doc: Document) -> Document | None:
+    """Pass one document through the stages, keeping each stage's counts and time."""
+    for stage in stages:
+        stats = stage.stats
+        started = time.perf_counter()
+        stats.docs_in += 1
+        stats.chars_in += len(doc.text)
+        kept = stage(doc)
+        stats.seconds += time.perf_counter() - started
+        if kept is None:
+            return None
+        stats.docs_out += 1
+        stats.chars_out += len(kept.text)
+        doc = kept
+    return doc
+
+
+def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
+    """The stages that need the whole corpus in order (deferred to `merge` for shards)."""
+    stages: list[Stage] = []
+    if cfg.dedup != "none":
+        stages.append(
+            Deduplicator(
+                near=cfg.dedup == "exact+near",
+                threshold=cfg.near_dup_threshold,
+                shingle_words=cfg.shingle_words,
+                num_perm=cfg.minhash_perm,
+                seed=cfg.seed,
+            )
+        )
+    if cfg.sample == "random":
+        stages.append(HashSampler(cfg.sample_fraction, cfg.seed))
+    return stages
+
+
+def content_options(cfg: PrepareConfig) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(cfg).items() if k not in _NOT_CONTENT}
+
+
+def _train_tokenizer(cfg: PrepareConfig, texts: Iterable[str]):  # -> tokenizers.Tokenizer
+    from lmforge.data.tokenizer import train_bpe, train_char
+
+    if cfg.char_level:
+        return train_char(texts)
+    return train_bpe(texts, cfg.vocab_size, cfg.min_frequency)
+
+
+def _bounded(docs: Iterable[Document], max_chars: int, seen: dict[str, int]) -> Iterator[str]:
+    """Texts up to a character budget: the tokenizer trainer's memory stays bounded."""
+    for doc in docs:
+        if seen["chars"] >= max_chars:
+            return
+        seen["documents"] += 1
+        seen["chars"] += len(doc.text)
+        yield doc.text
+
+
+def prepare(cfg: PrepareConfig) -> PrepareResult:
+    """Run the whole pipeline; raises `DataError`/`ConfigError` with a clear message on bad
+    input and leaves nothing at `cfg.output` unless it succeeded."""
+    if cfg.workers:
+        # Read by the tokenizers thread pool when it first starts, which is later than this.
+        os.environ["RAYON_NUM_THREADS"] = str(cfg.workers)
+    from lmforge.data.pack import pack, token_dtype
+    from lmforge.data.tokenizer import end_of_text_id, load_tokenizer, tokenizer_file
+
+    shard = cfg.shard_index
+    owns: Callable[[int], bool] = (
+        (lambda ordinal: ordinal % shard[1] == shard[0]) if shard else (lambda ordinal: True)
+    )
+    options = ReadOptions(cfg.txt_mode, cfg.text_field, cfg.text_column, cfg.strict)
+    reader = Reader(cfg.inputs, options, owns)
+    reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+
+    stages: list[Stage] = [
+        Normalizer(markup=cfg.strip_markup),
+        QualityFilter(
+            min_chars=cfg.min_chars,
+            max_chars=cfg.max_chars,
+            min_alpha_fraction=cfg.min_alpha_fraction,
+            max_repeated_line_fraction=cfg.max_repeated_line_fraction,
+        ),
+        PiiRedactor() if cfg.pii else None,
+    ]
+    stages = [s for s in stages if s is not None]
+    if shard is None:
+        stages += dedup_and_sample_stages(cfg)
+    representative = cfg.representative_clusters > 0
+    seconds: dict[str, float] = {}
+    output = Path(cfg.output)
+
+    with atomic_dir(output, force=cfg.force) as tmp:
+        work = tmp / "_work"
+        work.mkdir()
+        spills = {name: SpillWriter(work / f"{name}.jsonl") for name in SPLITS}
+        pool = SpillWriter(work / "all.jsonl") if representative else None
+
+        def route(doc: Document) -> None:
+            spills[split_of(doc.text, cfg.split, cfg.seed)].write(doc)
+
+        started = time.perf_counter()
+        with progress_bar("read + clean", reader.total_bytes / 1e6 or None, "MB") as bar:
+            reader.on_bytes = lambda n: bar.advance(n / 1e6)
+            for raw in reader.documents():
+                if (doc := run_stages(stages, raw)) is not None:
+                    (pool.write if pool else route)(doc)
+        seconds["read"] = time.perf_counter() - started - sum(s.stats.seconds for s in stages)
+        stage_stats = [reader.stats, *(s.stats for s in stages)]
+
+        if pool is not None:
+            pool.close()
+            sample_stats = StageStats("sample")
+            started = time.perf_counter()
+            kept = representative_ordinals(
+                lambda: read_spill(pool.path),
+                clusters=cfg.representative_clusters,
+                fraction=cfg.sample_fraction,
+                seed=cfg.seed,
+                stats=sample_stats,
+            )
+            select: list[Stage] = [_Select(kept, sample_stats)]
+            for doc in read_spill(pool.path):
+                if run_stages(select, doc) is not None:
+                    route(doc)
+            sample_stats.seconds = time.perf_counter() - started
+            stage_stats.append(sample_stats)
+        for spill in spills.values():
+            spill.close()
+        for stats in stage_stats:
+            seconds.setdefault(stats.name, stats.seconds)
+
+        if spills["train"].count == 0:
+            raise DataError(
+                f"empty corpus: no training documents are left after cleaning "
+                f"({_removal_summary(stage_stats)})",
+                hint="check the inputs and loosen --min-chars/--min-alpha-fraction/--dedup",
+            )
+        for name in ("valid", "test"):
+            if spills[name].count == 0:
+                log.warning("the %s split is empty; the corpus is too small for --split", name)
+
+        started = time.perf_counter()
+        budget = {"documents": 0, "chars": 0}
+        if reused is not None:
+            tokenizer = reused
+            tokenizer_info: dict[str, Any] = {"kind": "reused", "source": cfg.tokenizer}
+            source_hash = sha256_file(tokenizer_file(cfg.tokenizer))
+            tokenizer_info["source_sha256"] = source_hash
+        else:
+            with progress_bar("train tokenizer", None):
+                tokenizer = _train_tokenizer(
+                    cfg, _bounded(read_spill(spills["train"].path), cfg.tokenizer_max_chars, budget)
+                )
+            tokenizer_info = {"kind": "char" if cfg.char_level else "bpe", "trained_on": budget}
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        seconds["tokenizer"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        splits: dict[str, Any] = {}
+        total_docs = sum(spill.count for spill in spills.values())
+        with progress_bar("encode + pack", total_docs, "docs") as bar:
+            for name, spill in spills.items():
+                ordinals = tmp / f"{name}.ordinals" if shard else None
+                docs, tokens = pack(
+                    read_spill(spill.path),
+                    tokenizer,
+                    tmp / f"{name}.bin",
+                    on_batch=bar.advance,
+                    ordinals_out=ordinals,
+                )
+                splits[name] = split_entry(tmp, name, docs, tokens)
+        seconds["pack"] = time.perf_counter() - started
+        for spill in (*spills.values(), pool):
+            if spill is not None:
+                spill.path.unlink()
+        work.rmdir()
+
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "sources": reader.manifest_sources(),
+            "options": content_options(cfg),
+            "stages": [s.to_manifest() for s in stage_stats],
+            "splits": splits,
+            "dtype": token_dtype(tokenizer.get_vocab_size()).name,
+            "seed": cfg.seed,
+            "tokenizer": {
+                **tokenizer_info,
+                "file": "tokenizer.json",
+                "sha256": sha256_file(tmp / "tokenizer.json"),
+                "vocab_size": tokenizer.get_vocab_size(),
+                "end_of_text_id": end_of_text_id(tokenizer),
+            },
+            "versions": library_versions("tokenizers", "numpy", "datasketch", "scikit-learn"),
+        }
+        if shard is not None:
+            manifest["shard"] = {
+                "index": shard[0],
+                "count": shard[1],
+                "deferred": ["dedup", "sample"],
+            }
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return PrepareResult(output, manifest, seconds)
+
+
+def split_entry(directory: Path, name: str, docs: int, tokens: int) -> dict[str, Any]:
+    entry = {"file": f"{name}.bin", "documents": docs, "tokens": tokens}
+    entry["sha256"] = sha256_file(directory / entry["file"])
+    if (directory / f"{name}.ordinals").exists():
+        entry["ordinals"] = f"{name}.ordinals"
+    return entry
+
+
+class _Select:
+    """Keeps the documents whose ordinal the representative sampler chose."""
+
+    def __init__(self, kept: set[int], stats: StageStats) -> None:
+        self.kept = kept
+        self.stats = stats
+
+    def __call__(self, doc: Document) -> Document | None:
+        if doc.ordinal in self.kept:
+            return doc
+        self.stats.drop("not_representative", doc)
+        return None
+
+
+def _removal_summary(stats: list[StageStats]) -> str:
+    parts = [f"{s.name} removed {sum(s.removed.values()):,}" for s in stats if s.removed]
+    read = stats[0].docs_in
+    return f"{read:,} documents read; " + (", ".join(parts) or "nothing was removed")
