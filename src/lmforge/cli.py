@@ -95,9 +95,10 @@ def data_inspect(config: InspectConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: our errors become one line on stderr and a non-zero exit code."""
     try:
-        cli.main(args=argv, prog_name="lmforge", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        # Without standalone mode click returns the code of a `click.exceptions.Exit`.
+        code = cli.main(args=argv, prog_name="lmforge", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -1,1 +1,2 @@
-"""The data pipeline: sources → normalize → filter → PII → dedup → sample → split → tokenize → pack."""
+"""The data pipeline: sources → normalize → filter → PII → dedup → sample → split →
+tokenize → pack."""

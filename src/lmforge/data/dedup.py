@@ -1,14 +1,18 @@
 """Stage 4: exact (content hash) and near-duplicate (MinHash + LSH) removal.
 
-The first occurrence wins. Near-duplicates use `datasketch` over word shingles; the index
-holds one LSH entry per kept document, so its memory grows with the number of unique
-documents (reported in the manifest), not with the corpus size in bytes.
+The first occurrence wins. Near-duplicates use `datasketch` over word shingles. The LSH bands
+are tuned for recall (few missed near-copies), and every candidate it proposes is confirmed by
+comparing full signatures, so precision does not suffer. The index holds a 16-byte key, the
+LSH band entries and one signature per kept document: its memory grows with the number of
+unique documents (reported in the manifest), not with the corpus size in bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+
+import numpy as np
 
 from lmforge.data.document import Document, StageStats
 
@@ -44,7 +48,10 @@ class Deduplicator:
 
             self._minhash = MinHash
             self._template = MinHash(num_perm=num_perm, seed=seed)
-            self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            # Weights favour recall: LSH only proposes candidates, signatures decide.
+            self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
+            self.threshold = threshold
+            self.signatures = np.empty((1024, num_perm), dtype=np.uint32)
             self.stats.details["lsh_bands"] = self.lsh.b
             self.stats.details["lsh_rows"] = self.lsh.r
 
@@ -67,19 +74,37 @@ class Deduplicator:
             return None
         if self.near:
             sig = self._signature(doc.text)
-            match = self.lsh.query(sig)
-            if match:
-                self.stats.drop("near_duplicate", doc, f"{doc.text} ≈ document #{min(match)}")
+            values = sig.hashvalues.astype(np.uint32)
+            if (match := self._confirmed_match(self.lsh.query(sig), values)) is not None:
+                self.stats.drop(
+                    "near_duplicate", doc, f"(near-copy of document #{match}) {doc.text}"
+                )
                 return None
-            self.lsh.insert(doc.ordinal, sig, check_duplication=False)
+            self._store(doc.ordinal, sig, values)
         self.seen.add(key)
         self._kept += 1
         self._report_index()
         return doc
 
+    def _confirmed_match(self, candidates: list[tuple[int, int]], values: np.ndarray) -> int | None:
+        """The earliest candidate whose estimated Jaccard similarity reaches the threshold."""
+        best = None
+        for row, ordinal in candidates:
+            similarity = float(np.mean(self.signatures[row] == values))
+            if similarity >= self.threshold and (best is None or ordinal < best):
+                best = ordinal
+        return best
+
+    def _store(self, ordinal: int, sig, values: np.ndarray) -> None:  # sig: datasketch.MinHash
+        row = self._kept
+        if row == len(self.signatures):
+            self.signatures = np.resize(self.signatures, (2 * row, self.signatures.shape[1]))
+        self.signatures[row] = values
+        self.lsh.insert((row, ordinal), sig, check_duplication=False)
+
     def _report_index(self) -> None:
-        # Bytes are an estimate of the Python objects held per kept document: a 16-byte key
-        # in a set, and with LSH one hashed band key per band plus the stored ordinal.
-        per_doc = 90 + (self.lsh.b * 120 if self.near else 0)
+        # Bytes are an estimate of what is held per kept document: a 16-byte key in a set,
+        # and with LSH one hashed band key per band plus the signature row (4 bytes a hash).
+        per_doc = 90 + (self.lsh.b * 120 + self.signatures.shape[1] * 4 if self.near else 0)
         self.stats.details["index_documents"] = self._kept
         self.stats.details["index_bytes_estimate"] = self._kept * per_doc

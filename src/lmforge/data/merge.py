@@ -20,7 +20,7 @@ from lmforge.config import MergeConfig, PrepareConfig, build_config
 from lmforge.data.document import Document, StageStats
 from lmforge.data.manifest import MANIFEST, library_versions, read_manifest, split_path
 from lmforge.data.pack import ORDINAL_DTYPE
-from lmforge.data.prepare import PrepareResult, split_entry, dedup_and_sample_stages, run_stages
+from lmforge.data.prepare import PrepareResult, dedup_and_sample_stages, run_stages, split_entry
 from lmforge.data.split import SPLITS
 from lmforge.errors import DataError
 from lmforge.fsutil import atomic_dir, write_json_atomic
@@ -30,7 +30,9 @@ from lmforge.progress import progress_bar
 def _check_shards(dirs: list[Path], manifests: list[dict[str, Any]]) -> list[int]:
     """Every problem with the set of shards, at once; returns shard dirs in index order."""
     problems = [
-        f"{d} is not a shard (no --shard I/N)" for d, m in zip(dirs, manifests) if "shard" not in m
+        f"{d} is not a shard (no --shard I/N)"
+        for d, m in zip(dirs, manifests, strict=True)
+        if "shard" not in m
     ]
     if problems:
         raise DataError("cannot merge: " + "; ".join(problems))
@@ -44,7 +46,7 @@ def _check_shards(dirs: list[Path], manifests: list[dict[str, Any]]) -> list[int
     if len(set(indices)) != len(indices):
         problems.append(f"a shard is given twice (indices {sorted(indices)})")
     first = manifests[0]
-    for d, m in zip(dirs[1:], manifests[1:]):
+    for d, m in zip(dirs[1:], manifests[1:], strict=True):
         if m["tokenizer"]["sha256"] != first["tokenizer"]["sha256"]:
             problems.append(f"{d} uses a different tokenizer than {dirs[0]}")
         if {**m["options"], "shard": ""} != {**first["options"], "shard": ""}:
@@ -58,8 +60,8 @@ def _check_shards(dirs: list[Path], manifests: list[dict[str, Any]]) -> list[int
 
 def _documents(
     directory: Path, manifest: dict[str, Any], split: str
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(ordinal, tokens including the closing <|endoftext|>) for each document of a shard split."""
+) -> Iterator[tuple[int, str, np.ndarray]]:
+    """(ordinal, split, tokens with the closing <|endoftext|>) for each document of a split."""
     entry = manifest["splits"][split]
     tokens = np.memmap(split_path(directory, split), dtype=manifest["dtype"], mode="r")
     ordinals = np.fromfile(directory / entry["ordinals"], dtype=ORDINAL_DTYPE)
@@ -67,8 +69,8 @@ def _documents(
     if len(ends) != len(ordinals) or len(ends) != entry["documents"]:
         raise DataError(f"{directory}/{split}.bin is corrupt: document counts disagree")
     start = 0
-    for ordinal, end in zip(ordinals.tolist(), ends.tolist()):
-        yield ordinal, tokens[start : end + 1]
+    for ordinal, end in zip(ordinals.tolist(), ends.tolist(), strict=True):
+        yield ordinal, split, tokens[start : end + 1]
         start = end + 1
 
 
@@ -94,9 +96,7 @@ def merge(cfg: MergeConfig) -> PrepareResult:
             mine.absorb(StageStats.from_manifest(theirs))
 
     streams = [
-        ((ordinal, split, tokens) for ordinal, tokens in _documents(d, m, split))
-        for d, m in zip(dirs, manifests)
-        for split in SPLITS
+        _documents(d, m, split) for d, m in zip(dirs, manifests, strict=True) for split in SPLITS
     ]
     total = sum(m["splits"][s]["documents"] for m in manifests for s in SPLITS)
     seconds: dict[str, float] = {}

@@ -1,0 +1,42 @@
+# The README's two commands are `make quickstart` and `make test`; the rest are for developers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test test-unit lint format bench-data clean
+
+# torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
+# another package pull torch in) downloads a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: install
+	$(BIN)/lmforge data prepare --config configs/quickstart-data.yaml --force
+	$(BIN)/lmforge data inspect .lmforge/datasets/python-docs --samples 2
+
+test: install
+	$(BIN)/python -m pytest -m "not gpu"
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench-data: install
+	$(BIN)/python bench/data_prepare.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

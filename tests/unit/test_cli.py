@@ -1,0 +1,107 @@
+"""The CLI surface: help for every verb and option, and errors as one line without a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from lmforge.cli import cli
+from lmforge.config import InspectConfig, MergeConfig, PrepareConfig
+from tests.conftest import run_cli
+
+VERBS = {
+    ("data", "prepare"): PrepareConfig,
+    ("data", "merge"): MergeConfig,
+    ("data", "inspect"): InspectConfig,
+}
+
+
+def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _leaf_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def test_help_lists_every_verb() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for group in {path[0] for path in _leaf_commands(cli)}:
+        assert group in result.output
+    assert sorted(_leaf_commands(cli)) == sorted(VERBS)
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_every_option_is_documented_with_its_default(verb: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*verb, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--config FILE" in text
+    command = cli
+    for part in verb:
+        command = command.commands[part]  # type: ignore[attr-defined]
+    options = {p.name: p for p in command.params}
+    for f in dataclasses.fields(VERBS[verb]):
+        param = options[f.name]
+        if isinstance(param, click.Argument):
+            continue
+        assert param.help, f"--{f.name} has no help"
+        assert " ".join(param.help.split()) in text
+        assert param.show_default, f"--{f.name} does not show its default"
+    assert text.count("[default:") >= sum(isinstance(p, click.Option) for p in command.params) - 2
+
+
+def test_errors_are_one_line_with_exit_code(tmp_path: Path) -> None:
+    result = run_cli(
+        "data", "prepare", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o")
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines() == [
+        f"lmforge: error: input not found: {tmp_path / 'missing.txt'} "
+        "(give a file, directory, glob, hf: or builtin:)"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_config_errors_are_listed_together(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("output: o\nvocab_size: 12\nsplit: [0.5, 0.5]\n")
+    result = run_cli("data", "prepare", "x.txt", "--config", str(config), "--min-chars", "-1")
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line
+    for part in ("min_chars: -1 is negative", "split: [0.5, 0.5] must be three", "vocab_size: 12"):
+        assert part in line
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run_cli("--debug", "data", "inspect", str(tmp_path))
+    assert result.returncode == 3
+    assert "Traceback" in result.stderr and "has no manifest.json" in result.stderr
+
+
+def test_log_json(tmp_path: Path) -> None:
+    import json
+
+    corpus_file = tmp_path / "tiny.txt"
+    corpus_file.write_text("just one short line of text here\n")
+    result = run_cli(
+        "--log-json",
+        "data",
+        "prepare",
+        str(corpus_file),
+        "--output",
+        str(tmp_path / "o"),
+        "--vocab-size",
+        "300",
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(r["level"] == "warning" and "split is empty" in r["message"] for r in records)
