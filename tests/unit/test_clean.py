@@ -10,10 +10,16 @@ def test_normalize_nfc_controls_and_whitespace() -> None:
     assert normalize_text(text) == "Café bar\n\nnext line"
 
 
+def test_normalize_keeps_relative_indentation() -> None:
+    doc = "    Example:\n\n        if x:\n            return  1   \n"
+    assert normalize_text(doc) == "Example:\n\n    if x:\n        return 1"
+
+
 def test_normalize_keeps_paragraphs_of_real_text() -> None:
     raw = corpus("wikitext-2/wiki.valid.raw").read_text(encoding="utf-8")[:20000]
     clean = normalize_text(raw)
-    assert "\n\n\n" not in clean and "  " not in clean
+    assert "\n\n\n" not in clean and " \n" not in clean
+    assert not any(line.startswith(" ") for line in clean.splitlines())
     assert clean.count("\n\n") > 5
     # Normalizing is idempotent.
     assert normalize_text(clean) == clean

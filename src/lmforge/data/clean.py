@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import sys
+import textwrap
 import unicodedata
 
 from lmforge.data.document import Document, StageStats
@@ -21,8 +22,8 @@ _DROP.update({0x200B: None, 0xFEFF: None, 0x00AD: None})
 _SPACES = {c: " " for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"}
 _TRANSLATION = {**_DROP, **_SPACES, ord("\t"): " "}
 
-_RUNS_OF_SPACES = re.compile(r" {2,}")
-_SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
+_RUNS_OF_SPACES = re.compile(r"(?<=\S) {2,}")
+_TRAILING_SPACES = re.compile(r" +$", re.MULTILINE)
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 _HTML_DROP_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
@@ -52,7 +53,8 @@ def strip_markup(text: str) -> str:
 
 
 def normalize_text(text: str, *, markup: bool = False) -> str:
-    """NFC, control characters removed, whitespace folded (paragraph breaks kept)."""
+    """NFC, control characters removed, whitespace folded. Paragraph breaks and relative
+    indentation (code in docs) are kept; indentation common to every line is removed."""
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -60,9 +62,9 @@ def normalize_text(text: str, *, markup: bool = False) -> str:
         text = strip_markup(text)
     text = text.translate(_TRANSLATION)
     text = _RUNS_OF_SPACES.sub(" ", text)
-    text = _SPACE_AROUND_NEWLINE.sub("\n", text)
+    text = _TRAILING_SPACES.sub("", text)
     text = _MANY_NEWLINES.sub("\n\n", text)
-    return text.strip()
+    return textwrap.dedent(text).strip()
 
 
 class Normalizer:
