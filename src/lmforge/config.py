@@ -161,6 +161,12 @@ class PrepareConfig:
         "Sources: files, directories or globs (.txt .jsonl .json .csv .tsv .parquet, optionally "
         ".gz), hf:NAME[/CONFIG][:SPLIT], or builtin:python-docs.",
     )
+    valid_inputs: list[str] = option(
+        [],
+        "Sources whose documents all go to the valid split; with this or --test-inputs, "
+        "INPUTS all go to train instead of splitting by hash (e.g. PTB's own splits).",
+    )
+    test_inputs: list[str] = option([], "Sources whose documents all go to the test split.")
     output: str = option("", "Dataset dir to create.")
     force: bool = option(False, "Replace an existing dataset at --output.")
     txt_mode: str = option(
@@ -243,6 +249,8 @@ class PrepareConfig:
             out.append(f"split: {self.split} sums to {sum(self.split):g}, not 1")
         elif self.split[0] == 0:
             out.append("split: the train fraction must be above 0")
+        elif self.fixed_splits and self.split != [0.98, 0.01, 0.01]:
+            out.append("split: cannot be combined with --valid-inputs/--test-inputs")
         if self.sample != "random":
             _, _, k = self.sample.partition(":")
             if not self.sample.startswith("representative:") or not k.isdigit() or int(k) < 1:
@@ -269,6 +277,16 @@ class PrepareConfig:
             if self.sample != "random":
                 out.append("shard: representative sampling needs the whole corpus in one run")
         return out
+
+    @property
+    def fixed_splits(self) -> dict[str, str]:
+        """Split per source when sources fix the splits (empty: split by document hash)."""
+        if not (self.valid_inputs or self.test_inputs):
+            return {}
+        fixed = dict.fromkeys(self.inputs, "train")
+        fixed.update(dict.fromkeys(self.valid_inputs, "valid"))
+        fixed.update(dict.fromkeys(self.test_inputs, "test"))
+        return fixed
 
     @property
     def representative_clusters(self) -> int:

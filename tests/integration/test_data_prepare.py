@@ -68,6 +68,32 @@ def test_ptb_slice_end_to_end(tmp_path: Path, ptb_slice: Path) -> None:
     assert broken.returncode == 1 and "sha256 mismatch" in broken.stdout
 
 
+def test_sources_can_fix_the_splits(tmp_path: Path, ptb_slice: Path) -> None:
+    """PTB's own valid/test files, unchanged: word counts match the published ones."""
+    out = tmp_path / "ptb"
+    prepare(
+        str(ptb_slice),
+        "--valid-inputs",
+        str(corpus("ptb/ptb.valid.txt")),
+        "--test-inputs",
+        str(corpus("ptb/ptb.test.txt")),
+        "--dedup",
+        "none",
+        "--min-chars",
+        "1",
+        "--min-alpha-fraction",
+        "0",
+        "--vocab-size",
+        "1000",
+        "--output",
+        str(out),
+    )
+    splits = manifest(out)["splits"]
+    assert splits["test"]["documents"] == 3761 and splits["test"]["words"] == 82430
+    assert splits["valid"]["documents"] == 3370
+    assert splits["train"]["documents"] == 6090
+
+
 def test_builtin_corpus(tmp_path: Path) -> None:
     out = tmp_path / "pydocs"
     prepare("builtin:python-docs", "--output", str(out), "--vocab-size", "4096")

@@ -38,7 +38,8 @@ def test_pack_writes_documents_separated_by_end_of_text(
     tokenizer = train_bpe(ptb_lines, vocab_size=400, min_frequency=2)
     docs = [Document(t, "x", i * 3) for i, t in enumerate(ptb_lines[:2500])]
     out, ordinals = tmp_path / "train.bin", tmp_path / "train.ordinals"
-    count, tokens = pack(docs, tokenizer, out, ordinals_out=ordinals)
+    count, tokens, words = pack(docs, tokenizer, out, ordinals_out=ordinals)
+    assert words == sum(len(t.split()) + 1 for t in ptb_lines[:2500])
     flat = np.fromfile(out, dtype=np.uint16)
     assert count == 2500 and tokens == flat.size
     ends = np.flatnonzero(flat == 0)

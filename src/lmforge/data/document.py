@@ -12,11 +12,13 @@ EXAMPLE_CHARS = 160
 
 @dataclass(slots=True)
 class Document:
-    """A document's text, where it came from (`file:line`), and its position in the input."""
+    """A document's text, where it came from (`file:line`), its position in the input, and
+    its split when its source fixes one (else the split follows from its hash)."""
 
     text: str
     origin: str
     ordinal: int
+    split: str | None = None
 
 
 @dataclass

@@ -103,18 +103,18 @@ def merge(cfg: MergeConfig) -> PrepareResult:
     started = time.perf_counter()
     with atomic_dir(Path(cfg.output), force=cfg.force) as tmp:
         handles = {split: open(split_path(tmp, split), "wb") for split in SPLITS}
-        counts = {split: [0, 0] for split in SPLITS}
+        counts = {split: [0, 0, 0] for split in SPLITS}
         try:
             with progress_bar("merge", total, "docs") as bar:
                 for ordinal, split, tokens in heapq.merge(*streams, key=lambda item: item[0]):
                     bar.advance()
-                    if stages:
-                        text = tokenizer.decode(tokens[:-1].tolist())
-                        if run_stages(stages, Document(text, f"#{ordinal}", ordinal)) is None:
-                            continue
+                    text = tokenizer.decode(tokens[:-1].tolist())
+                    if run_stages(stages, Document(text, f"#{ordinal}", ordinal)) is None:
+                        continue
                     np.asarray(tokens).tofile(handles[split])
                     counts[split][0] += 1
                     counts[split][1] += int(tokens.size)
+                    counts[split][2] += len(text.split()) + 1
         finally:
             for handle in handles.values():
                 handle.close()

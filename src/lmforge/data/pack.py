@@ -39,12 +39,12 @@ def pack(
     *,
     on_batch: Callable[[int], None] = lambda n: None,
     ordinals_out: Path | None = None,
-) -> tuple[int, int]:
-    """Encode `documents` into `out`; return (documents, tokens). With `ordinals_out`, also
+) -> tuple[int, int, int]:
+    """Encode `documents` into `out`; return (documents, tokens, words). With `ordinals_out`, also
     write every document's input position (a shard's key for merging in input order)."""
     eot = end_of_text_id(tokenizer)
     dtype = token_dtype(tokenizer.get_vocab_size())
-    docs = tokens = 0
+    docs = tokens = words = 0
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(open(out, "wb"))
         ordinals = stack.enter_context(open(ordinals_out, "wb")) if ordinals_out else None
@@ -56,15 +56,6 @@ def pack(
                 np.asarray([d.ordinal for d in batch], dtype=ORDINAL_DTYPE).tofile(ordinals)
             docs += len(batch)
             tokens += int(flat.size)
+            words += sum(len(d.text.split()) + 1 for d in batch)
             on_batch(len(batch))
-    return docs, tokens
-
-
-def write_tokens(token_arrays: Iterable[np.ndarray], out: Path, dtype: np.dtype) -> int:
-    """Append already-encoded documents (each ending with `<|endoftext|>`); return tokens."""
-    tokens = 0
-    with open(out, "wb") as handle:
-        for array in token_arrays:
-            array.astype(dtype, copy=False).tofile(handle)
-            tokens += int(array.size)
-    return tokens
+    return docs, tokens, words

@@ -113,7 +113,8 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         (lambda ordinal: ordinal % shard[1] == shard[0]) if shard else (lambda ordinal: True)
     )
     options = ReadOptions(cfg.txt_mode, cfg.text_field, cfg.text_column, cfg.strict)
-    reader = Reader(cfg.inputs, options, owns)
+    fixed = cfg.fixed_splits
+    reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, owns, fixed)
     reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
 
     stages: list[Stage] = [
@@ -140,7 +141,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         pool = SpillWriter(work / "all.jsonl") if representative else None
 
         def route(doc: Document) -> None:
-            spills[split_of(doc.text, cfg.split, cfg.seed)].write(doc)
+            spills[doc.split or split_of(doc.text, cfg.split, cfg.seed)].write(doc)
 
         started = time.perf_counter()
         with progress_bar("read + clean", reader.total_bytes / 1e6 or None, "MB") as bar:
@@ -205,14 +206,14 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         with progress_bar("encode + pack", total_docs, "docs") as bar:
             for name, spill in spills.items():
                 ordinals = tmp / f"{name}.ordinals" if shard else None
-                docs, tokens = pack(
+                docs, tokens, words = pack(
                     read_spill(spill.path),
                     tokenizer,
                     tmp / f"{name}.bin",
                     on_batch=bar.advance,
                     ordinals_out=ordinals,
                 )
-                splits[name] = split_entry(tmp, name, docs, tokens)
+                splits[name] = split_entry(tmp, name, docs, tokens, words)
         seconds["pack"] = time.perf_counter() - started
         for spill in (*spills.values(), pool):
             if spill is not None:
@@ -246,8 +247,11 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     return PrepareResult(output, manifest, seconds)
 
 
-def split_entry(directory: Path, name: str, docs: int, tokens: int) -> dict[str, Any]:
-    entry = {"file": f"{name}.bin", "documents": docs, "tokens": tokens}
+def split_entry(directory: Path, name: str, docs: int, tokens: int, words: int) -> dict[str, Any]:
+    """A split's manifest entry. `words` counts whitespace-separated words plus one per document
+    for its end (the end-of-line of line-per-document corpora): the denominator of word-level
+    perplexity, comparable across tokenizers."""
+    entry = {"file": f"{name}.bin", "documents": docs, "tokens": tokens, "words": words}
     entry["sha256"] = sha256_file(directory / entry["file"])
     if (directory / f"{name}.ordinals").exists():
         entry["ordinals"] = f"{name}.ordinals"

@@ -115,8 +115,10 @@ class Reader:
         specs: Iterable[str],
         options: ReadOptions,
         owns: Callable[[int], bool] = lambda ordinal: True,
+        fixed_splits: dict[str, str] | None = None,
     ) -> None:
         self.options = options
+        self.fixed_splits = fixed_splits or {}
         self.owns = owns
         self.stats = StageStats("read")
         self.specs = list(specs)
@@ -148,19 +150,25 @@ class Reader:
 
     def documents(self) -> Iterator[Document]:
         for spec in self.specs:
-            if spec.startswith(BUILTIN_PREFIX):
-                from lmforge.data.builtin import builtin_texts
-
-                yield from self._emit_texts(spec, builtin_texts(spec))
-            elif spec.startswith(HF_PREFIX):
-                from lmforge.data.hf import hf_texts
-
-                yield from self._emit_texts(spec, hf_texts(spec, self.options.text_field))
-            else:
-                for source in self.files[spec]:
-                    yield from self._read_file(source)
+            split = self.fixed_splits.get(spec)
+            for doc in self._spec_documents(spec):
+                doc.split = split
+                yield doc
         self.stats.details["undecodable_bytes_replaced"] = self._undecodable
         self.stats.details["records_skipped"] = sum(self.stats.removed.values())
+
+    def _spec_documents(self, spec: str) -> Iterator[Document]:
+        if spec.startswith(BUILTIN_PREFIX):
+            from lmforge.data.builtin import builtin_texts
+
+            yield from self._emit_texts(spec, builtin_texts(spec))
+        elif spec.startswith(HF_PREFIX):
+            from lmforge.data.hf import hf_texts
+
+            yield from self._emit_texts(spec, hf_texts(spec, self.options.text_field))
+        else:
+            for source in self.files[spec]:
+                yield from self._read_file(source)
 
     def _next(self, text: str, origin: str) -> Document | None:
         ordinal = self._ordinal
