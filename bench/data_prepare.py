@@ -21,7 +21,8 @@ from pathlib import Path
 
 CHILD = """
 import json, sys
-from lmforge.config import build_config, PrepareConfig
+from lmforge.config import build_config
+from lmforge.config.data import PrepareConfig
 from lmforge.data.prepare import prepare
 cfg = build_config(PrepareConfig, json.loads(sys.argv[1]))
 result = prepare(cfg)
@@ -30,8 +31,12 @@ print(json.dumps({"seconds": result.seconds, "manifest": result.manifest}))
 
 
 def run_once(corpus: Path, output: Path, vocab_size: int) -> dict:
-    options = {"inputs": [str(corpus)], "output": str(output), "vocab_size": vocab_size,
-               "force": True}
+    options = {
+        "inputs": [str(corpus)],
+        "output": str(output),
+        "vocab_size": vocab_size,
+        "force": True,
+    }
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-c", CHILD, json.dumps(options)],
@@ -56,7 +61,7 @@ def report(label: str, size_mb: float, result: dict) -> None:
     clean_s = sum(seconds.get(name, 0.0) for name in cleaning)
     token_s = seconds["tokenizer"] + seconds["pack"]
     text_mb = stages["read"]["chars_in"] / 1e6
-    packed_mb = sum(stages["sample"]["chars_out"] for _ in [0]) / 1e6
+    packed_mb = stages["sample"]["chars_out"] / 1e6
     dedup = stages["dedup"]
     print(f"\n## {label}: {size_mb:.1f} MB input")
     print(f"wall {result['wall']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
@@ -73,7 +78,10 @@ def report(label: str, size_mb: float, result: dict) -> None:
         f"dedup removed {dedup['removed']}, index {dedup['details']['index_documents']:,} docs"
         f" ≈ {dedup['details']['index_bytes_estimate'] / 1e6:.1f} MB"
     )
-    print("tokens: " + ", ".join(f"{k} {v['tokens']:,}" for k, v in result["manifest"]["splits"].items()))
+    print(
+        "tokens: "
+        + ", ".join(f"{k} {v['tokens']:,}" for k, v in result["manifest"]["splits"].items())
+    )
 
 
 def main() -> None:
@@ -84,8 +92,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"corpus {args.corpus} not found (see ../shared/data/SOURCES.md)")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     text = args.corpus.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         for copies in args.copies:

@@ -13,7 +13,7 @@ import click
 
 from lmforge import __version__
 from lmforge.cliutil import config_command
-from lmforge.config import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
 from lmforge.errors import LmforgeError
 
 log = logging.getLogger("lmforge")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lmforge.cli import cli
-from lmforge.config import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
 from tests.conftest import run_cli
 
 VERBS = {

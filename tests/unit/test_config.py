@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.config import PrepareConfig, build_config, load_config
+from lmforge.config import build_config, load_config
+from lmforge.config.data import PrepareConfig
 from lmforge.errors import ConfigError
 
 

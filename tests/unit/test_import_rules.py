@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "lmforge"
-CORE = {"lmforge", "lmforge.config", "lmforge.errors", "lmforge.modelio"}
+CORE = {"lmforge", "lmforge.config", "lmforge.config.data", "lmforge.config.train"}
+CORE |= {"lmforge.errors", "lmforge.modelio"}
 # Small shared helpers with no knowledge of any verb; every layer may use them.
 HELPERS = {"lmforge.fsutil", "lmforge.logs", "lmforge.progress"}
 

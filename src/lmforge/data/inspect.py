@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.config import InspectConfig
+from lmforge.config.data import InspectConfig
 from lmforge.data.manifest import read_manifest, split_path
 from lmforge.fsutil import sha256_file
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.config import MergeConfig, PrepareConfig, build_config
+from lmforge.config import build_config
+from lmforge.config.data import MergeConfig, PrepareConfig
 from lmforge.data.document import Document, StageStats
 from lmforge.data.manifest import MANIFEST, library_versions, read_manifest, split_path
 from lmforge.data.pack import ORDINAL_DTYPE

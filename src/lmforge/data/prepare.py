@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmforge.config import PrepareConfig, to_dict
+from lmforge.config import to_dict
+from lmforge.config.data import PrepareConfig
 from lmforge.data.clean import Normalizer, QualityFilter
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
