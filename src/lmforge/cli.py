@@ -14,6 +14,7 @@ import click
 from lmforge import __version__
 from lmforge.cliutil import config_command
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
 from lmforge.errors import LmforgeError
 
 log = logging.getLogger("lmforge")
@@ -90,6 +91,57 @@ def data_inspect(config: InspectConfig) -> None:
         console.print(sample, markup=False, highlight=False)
     if bad:
         raise click.exceptions.Exit(1)
+
+
+def _print_metrics(title: str, metrics: dict[str, float], where: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.0f}")
+    console = _stdout()
+    console.print(table)
+    console.print(f"model: [bold]{where}[/bold]")
+
+
+@cli.command("train")
+@config_command(TrainConfig)
+def train_cmd(config: TrainConfig) -> None:
+    """Train a GPT-2 model on a dataset dir (or fine-tune --init on a task) with the HF Trainer.
+
+    \b
+    Examples:
+      lmforge train --data .lmforge/datasets/ptb --output models/ptb-small --max-time 30
+      lmforge train --data data/mine --init models/ptb-small --output models/mine --epochs 2
+      torchrun --nproc_per_node 2 -m lmforge train --data data/ptb --output models/ddp
+    """
+    from lmforge.train.train import train
+
+    result = train(config)
+    if result.metrics:
+        _print_metrics("final metrics", result.metrics, str(result.output))
+
+
+@cli.command("distill")
+@config_command(DistillConfig)
+def distill_cmd(config: DistillConfig) -> None:
+    """Distil --teacher into a student with fewer layers (DistilGPT2's recipe)."""
+    from lmforge.train.distill import distill
+
+    result = distill(config)
+    if result.metrics:
+        _print_metrics("student metrics", result.metrics, str(result.output))
+
+
+@cli.command("tune")
+@config_command(TuneConfig)
+def tune_cmd(config: TuneConfig) -> None:
+    """Search hyperparameters with Optuna (grid, random, TPE, GP) over train options."""
+    from lmforge.train.tune import tune
+
+    tune(config, _stdout())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,7 +112,10 @@ def atomic_dir(target: Path, *, force: bool) -> Iterator[Path]:
     try:
         with _sigterm_as_interrupt():
             yield tmp
+            # Some writers (mkstemp, safetensors) leave files private; outputs are shared.
             os.chmod(tmp, 0o777 & ~_UMASK)
+            for path in tmp.rglob("*"):
+                os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
             if target.exists():
                 old = target.parent / f".{target.name}.old-{os.getpid()}"
                 os.replace(target, old)

@@ -27,11 +27,18 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(*, json_lines: bool = False, verbose: bool = False) -> None:
     """Configure the root logger once for a CLI process (logs go to stderr)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
     if json_lines:
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        # Through rich's console, so that log lines print above live progress bars.
+        from rich.logging import RichHandler
+
+        from lmforge.progress import stderr_console
+
+        handler = RichHandler(console=stderr_console, show_path=False, log_time_format="%H:%M:%S")
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

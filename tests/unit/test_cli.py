@@ -11,12 +11,16 @@ from click.testing import CliRunner
 
 from lmforge.cli import cli
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
 from tests.conftest import run_cli
 
 VERBS = {
     ("data", "prepare"): PrepareConfig,
     ("data", "merge"): MergeConfig,
     ("data", "inspect"): InspectConfig,
+    ("train",): TrainConfig,
+    ("distill",): DistillConfig,
+    ("tune",): TuneConfig,
 }
 
 
@@ -33,7 +37,7 @@ def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tup
 def test_help_lists_every_verb() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for group in {path[0] for path in _leaf_commands(cli)}:
+    for group in {path[0] for path in _leaf_commands(cli)}:  # top-level verbs and groups
         assert group in result.output
     assert sorted(_leaf_commands(cli)) == sorted(VERBS)
 

@@ -112,6 +112,9 @@ class PrepareConfig:
             out.append("split: the train fraction must be above 0")
         elif self.fixed_splits and self.split != [0.98, 0.01, 0.01]:
             out.append("split: cannot be combined with --valid-inputs/--test-inputs")
+        given = [*self.inputs, *self.valid_inputs, *self.test_inputs]
+        if twice := sorted({s for s in given if given.count(s) > 1}):
+            out.append(f"inputs: {', '.join(twice)} given more than once")
         if self.sample != "random":
             _, _, k = self.sample.partition(":")
             if not self.sample.startswith("representative:") or not k.isdigit() or int(k) < 1:

@@ -1,0 +1,201 @@
+"""Options of `train`, `distill` and `tune`. The optimisation options are shared (one dataclass
+that the three verbs extend), so a train config found by `tune` runs unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lmforge.config import option
+
+PRESETS = ("tiny", "small", "medium", "distilgpt2", "gpt2")
+
+
+@dataclass
+class OptimOptions:
+    """How to optimise: shared by train, distill and tune."""
+
+    data: str = option(
+        "",
+        "Dataset dir from `data prepare` (task fine-tuning: a .tsv/.csv/.jsonl file).",
+    )
+    output: str = option("", "Model dir to write (checkpoints go to OUTPUT.checkpoints/).")
+    force: bool = option(False, "Replace an existing model dir at --output.")
+    resume: bool = option(False, "Continue from the newest complete checkpoint of this run.")
+    context_length: int = option(0, "Tokens per training window (0 = the model's, or 128 new).")
+    batch_size: int = option(32, "Global batch: sequences per optimizer step, over all processes.")
+    grad_accum: int = option(1, "Gradient accumulation steps (the batch is split across them).")
+    learning_rate: float = option(2e-3, "Peak learning rate (AdamW).")
+    lr_schedule: str = option(
+        "cosine", "Decay after warmup.", choices=("cosine", "linear", "constant")
+    )
+    warmup_ratio: float = option(0.05, "Fraction of the steps spent warming up.")
+    weight_decay: float = option(0.1, "AdamW weight decay (not on biases and norms).")
+    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off).")
+    max_steps: int = option(0, "Optimizer steps to run (0 = use --epochs).")
+    epochs: float = option(1.0, "Passes over the training tokens (when --max-steps is 0).")
+    max_time: float = option(
+        0.0, "Stop (and keep the best model) after this many minutes; 0 = none."
+    )
+    windows: str = option(
+        "random",
+        "Training windows: random offsets each epoch, or sequential blocks.",
+        choices=("random", "sequential"),
+    )
+    eval_steps: int = option(200, "Evaluate on valid (and a train sample) every N steps.")
+    early_stopping: int = option(
+        0, "Stop after N evaluations without a better validation loss (0 = off)."
+    )
+    save_total_limit: int = option(2, "Checkpoints to keep besides the best one.")
+    keep_checkpoints: bool = option(False, "Keep OUTPUT.checkpoints/ after a successful run.")
+    seed: int = option(1234, "Seed for initialisation, data order and dropout.")
+    device: str = option("auto", "Where to train.", choices=("auto", "cpu", "cuda"))
+    precision: str = option(
+        "auto",
+        "Numeric precision: fp32, or bf16/fp16 mixed precision on CUDA (auto: bf16 if supported).",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
+    threads: int = option(0, "CPU threads for torch (0 = torch's default for this machine).")
+    track: bool = option(True, "Log the run to MLflow ($MLFLOW_TRACKING_URI or $LMFORGE_HOME).")
+    experiment: str = option("lmforge", "MLflow experiment name.")
+    run_name: str = option("", "MLflow run name (default: the output dir's name).")
+
+    def optim_problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.data:
+            out.append("data: --data is required")
+        if not self.output:
+            out.append("output: --output MODEL_DIR is required")
+        positive = {
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "eval_steps": self.eval_steps,
+        }
+        out += [f"{k}: {v} must be at least 1" for k, v in positive.items() if v < 1]
+        if self.batch_size % self.grad_accum:
+            out.append(
+                f"grad_accum: {self.grad_accum} does not divide batch_size {self.batch_size}"
+            )
+        if not self.learning_rate > 0:
+            out.append(f"learning_rate: {self.learning_rate} must be positive")
+        if not 0 <= self.warmup_ratio < 1:
+            out.append(f"warmup_ratio: {self.warmup_ratio} is outside [0, 1)")
+        nonnegative = {
+            "context_length": self.context_length,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "max_steps": self.max_steps,
+            "max_time": self.max_time,
+            "early_stopping": self.early_stopping,
+            "threads": self.threads,
+            "save_total_limit": self.save_total_limit,
+        }
+        out += [f"{k}: {v} is negative" for k, v in nonnegative.items() if v < 0]
+        if self.max_steps == 0 and not self.epochs > 0:
+            out.append(f"epochs: {self.epochs} must be positive when --max-steps is 0")
+        return out
+
+
+@dataclass
+class TrainConfig(OptimOptions):
+    """Options of `lmforge train`."""
+
+    task: str = option(
+        "lm",
+        "lm: language modelling on a dataset dir; classification or summarization: fine-tune "
+        "--init on a labelled file.",
+        choices=("lm", "classification", "summarization"),
+    )
+    init: str = option(
+        "", "Fine-tune this model (a model dir, or a hub name when you have network)."
+    )
+    model_size: str = option(
+        "small",
+        "Preset for a new model: tiny (2x64), small (4x256), medium (6x384), distilgpt2 "
+        "(6x768), gpt2 (12x768).",
+        choices=PRESETS,
+    )
+    n_layer: int = option(0, "Transformer blocks (0 = the preset's).")
+    n_embd: int = option(0, "Hidden size (0 = the preset's).")
+    n_head: int = option(0, "Attention heads (0 = the preset's).")
+    dropout: float = option(0.1, "Dropout on embeddings, attention and residuals (new models).")
+    valid_data: str = option("", "Task fine-tuning: validation file (default: 5% of --data).")
+    text_column: str = option("text", "Classification: the text column or field.")
+    label_column: str = option("label", "Classification: the label column or field.")
+    document_field: str = option("document", "Summarization: the document field.")
+    summary_field: str = option("summary", "Summarization: the summary field.")
+
+    def problems(self) -> list[str]:
+        out = self.optim_problems()
+        for name in ("n_layer", "n_embd", "n_head"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: {getattr(self, name)} is negative")
+        if self.n_embd and self.n_head and self.n_embd % self.n_head:
+            out.append(f"n_head: {self.n_head} does not divide n_embd {self.n_embd}")
+        if not 0 <= self.dropout < 1:
+            out.append(f"dropout: {self.dropout} is outside [0, 1)")
+        if self.task != "lm" and not self.init:
+            out.append(f"init: --task {self.task} fine-tunes a model; pass --init MODEL")
+        return out
+
+
+@dataclass
+class DistillConfig(OptimOptions):
+    """Options of `lmforge distill`."""
+
+    teacher: str = option("", "The model to distil (a model dir).")
+    student_layers: int = option(
+        0, "Student blocks, copied from evenly spaced teacher blocks (0 = half the teacher's)."
+    )
+    student_config: str = option(
+        "", "A config.json for a freshly initialised student instead of copied layers."
+    )
+    temperature: float = option(2.0, "Softmax temperature T of the distillation loss.")
+    alpha_ce: float = option(0.5, "Weight of T² · KL(teacher_T ‖ student_T).")
+    alpha_clm: float = option(0.5, "Weight of the language-modelling cross-entropy.")
+    alpha_cos: float = option(
+        -1.0, "Weight of the hidden-state cosine loss (-1: 1.0 when hidden sizes match, else 0)."
+    )
+
+    def problems(self) -> list[str]:
+        out = self.optim_problems()
+        if not self.teacher:
+            out.append("teacher: --teacher MODEL is required")
+        if self.student_layers < 0:
+            out.append(f"student_layers: {self.student_layers} is negative")
+        if self.student_layers and self.student_config:
+            out.append("student_config: give either --student-layers or --student-config")
+        if not self.temperature > 0:
+            out.append(f"temperature: {self.temperature} must be positive")
+        for name in ("alpha_ce", "alpha_clm"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: {getattr(self, name)} is negative")
+        if self.alpha_cos < 0 and self.alpha_cos != -1.0:
+            out.append(f"alpha_cos: {self.alpha_cos} must be -1 (auto) or non-negative")
+        return out
+
+
+@dataclass
+class TuneConfig(TrainConfig):
+    """Options of `lmforge tune`: the search, plus every train option as the fixed base."""
+
+    space: str = option("", "YAML search space: train option → {low, high[, log]} or [choices].")
+    trials: int = option(8, "Trials to run (grid: at most the grid's size).")
+    sampler: str = option("tpe", "Search strategy.", choices=("grid", "random", "tpe", "gp"))
+    prune: bool = option(True, "Stop poor trials early on intermediate validation loss.")
+    timeout: float = option(0.0, "Stop starting trials after this many minutes (0 = none).")
+    storage: str = option(
+        "", "Optuna storage URL (default: sqlite:///OUTPUT/study.db); shareable by processes."
+    )
+    study_name: str = option("", "Study name (default: the output dir's name).")
+
+    def problems(self) -> list[str]:
+        out = [p for p in super().problems() if not p.startswith("output:")]
+        if not self.output:
+            out.append("output: --output DIR (for the study, plots and best config) is required")
+        if not self.space:
+            out.append("space: --space SPACE.yaml is required")
+        if self.trials < 1:
+            out.append(f"trials: {self.trials} must be at least 1")
+        if self.timeout < 0:
+            out.append(f"timeout: {self.timeout} is negative")
+        return out

@@ -1,0 +1,1 @@
+"""The MLflow-backed store: tracking runs, model versions, aliases and their verification."""

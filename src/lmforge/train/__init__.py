@@ -1,0 +1,1 @@
+"""Training on the Hugging Face Trainer: train, distill and tune verbs."""

@@ -1,0 +1,275 @@
+"""Task fine-tuning of a model given with `--init`, so the API's classify and summarize can use
+trained models:
+
+- classification: GPT2ForSequenceClassification on a .tsv/.csv/.jsonl with text and label
+  columns; accuracy and macro-F1 on valid;
+- summarization: `document + "\\nTL;DR:\\n" + summary + <|endoftext|>`, with the loss on the
+  summary tokens only; JSONL with document and summary fields (like ../shared/data/xsum).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmforge.config.train import TrainConfig
+from lmforge.errors import DataError
+from lmforge.train.dataset import IGNORE
+from lmforge.train.setup import RunResult, RunSpec, run_training
+
+TLDR = "\nTL;DR:\n"
+VALID_FRACTION = 0.05
+
+
+def read_records(path: Path, fields: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a .tsv/.csv (header row) or .jsonl file, keeping `fields`; bad rows are errors
+    that name the file and line."""
+    if not path.is_file():
+        raise DataError(f"task data {path} does not exist")
+    rows: list[dict[str, str]] = []
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        if path.suffix == ".jsonl":
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+                missing = [f for f in fields if f not in record]
+                if missing:
+                    raise DataError(f"{path}:{number}: record lacks {', '.join(missing)}")
+                rows.append({f: str(record[f]) for f in fields})
+        elif path.suffix in (".tsv", ".csv"):
+            csv.field_size_limit(sys.maxsize)
+            delimiter = "\t" if path.suffix == ".tsv" else ","
+            quoting = csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL
+            reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
+            missing = [f for f in fields if f not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(
+                    f"{path}: no column {', '.join(missing)}",
+                    hint=f"columns are {', '.join(reader.fieldnames or [])}",
+                )
+            rows = [{f: row[f] for f in fields} for row in reader]
+        else:
+            raise DataError(f"{path}: task data must be .tsv, .csv or .jsonl")
+    if not rows:
+        raise DataError(f"{path} holds no records")
+    return rows
+
+
+def split_off_valid(rows: list[dict[str, str]], seed: int) -> tuple[list, list]:
+    order = np.random.default_rng(seed).permutation(len(rows))
+    cut = max(1, int(len(rows) * VALID_FRACTION))
+    return [rows[i] for i in order[cut:]], [rows[i] for i in order[:cut]]
+
+
+def macro_f1(predictions: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    scores = []
+    for c in range(classes):
+        tp = np.sum((predictions == c) & (labels == c))
+        fp = np.sum((predictions == c) & (labels != c))
+        fn = np.sum((predictions != c) & (labels == c))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return float(np.mean(scores))
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def _rows(cfg: TrainConfig, fields: Sequence[str]) -> tuple[list, list]:
+    rows = read_records(Path(cfg.data), fields)
+    if cfg.valid_data:
+        return rows, read_records(Path(cfg.valid_data), fields)
+    return split_off_valid(rows, cfg.seed)
+
+
+def _classification(cfg: TrainConfig) -> RunSpec:
+    from transformers import DataCollatorWithPadding
+
+    from lmforge.train.model import lineage_of, load_pretrained
+
+    train_rows, valid_rows = _rows(cfg, (cfg.text_column, cfg.label_column))
+    labels = sorted({r[cfg.label_column] for r in train_rows})
+    unknown = {r[cfg.label_column] for r in valid_rows} - set(labels)
+    if unknown:
+        raise DataError(f"valid labels {sorted(unknown)} never occur in the training data")
+    model, tokenizer, card = load_pretrained(cfg.init, kind="classification")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    if model.score.out_features != len(labels):
+        model.score = torch.nn.Linear(model.config.n_embd, len(labels), bias=False)
+    model.config.num_labels = len(labels)
+    context = cfg.context_length or model.config.n_positions
+
+    def encode(rows: list[dict[str, str]]) -> ListDataset:
+        encoded = tokenizer([r[cfg.text_column] for r in rows], truncation=True, max_length=context)
+        return ListDataset(
+            [
+                {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "labels": labels.index(r[cfg.label_column]),
+                }
+                for ids, mask, r in zip(
+                    encoded["input_ids"], encoded["attention_mask"], rows, strict=True
+                )
+            ]
+        )
+
+    valid = encode(valid_rows)
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        guessed = np.argmax(prediction.predictions, axis=-1)
+        gold = prediction.label_ids
+        return {
+            "accuracy": float(np.mean(guessed == gold)),
+            "macro_f1": macro_f1(guessed, gold, len(labels)),
+        }
+
+    def final_metrics(trained: Any) -> dict[str, float]:
+        device = next(trained.parameters()).device
+        collate = DataCollatorWithPadding(tokenizer)
+        guessed, gold = [], []
+        trained.eval()
+        with torch.no_grad():
+            for start in range(0, len(valid), 32):
+                batch = collate([valid[i] for i in range(start, min(start + 32, len(valid)))])
+                batch = {k: v.to(device) for k, v in batch.items()}
+                guessed.append(trained(**batch).logits.argmax(-1).cpu().numpy())
+                gold.append(batch["labels"].cpu().numpy())
+        g, y = np.concatenate(guessed), np.concatenate(gold)
+        return {
+            "valid_accuracy": float(np.mean(g == y)),
+            "valid_macro_f1": macro_f1(g, y, len(labels)),
+        }
+
+    return RunSpec(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=encode(train_rows),
+        eval_datasets={"valid": valid},
+        final_metrics=final_metrics,
+        card={
+            "task": "classification",
+            "labels": labels,
+            "parent": {**lineage_of(cfg.init, card), "relation": "fine-tuned"},
+        },
+        tokens_per_step=0,
+        compute_metrics=compute_metrics,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+
+
+class PadWithIgnoredLabels:
+    """Pads input ids with the pad token and labels with the ignore index."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(i["input_ids"]) for i in items)
+        ids = [i["input_ids"] + [self.pad_id] * (width - len(i["input_ids"])) for i in items]
+        labels = [i["labels"] + [IGNORE] * (width - len(i["labels"])) for i in items]
+        mask = [[1] * len(i["input_ids"]) + [0] * (width - len(i["input_ids"])) for i in items]
+        return {
+            "input_ids": torch.tensor(ids),
+            "attention_mask": torch.tensor(mask),
+            "labels": torch.tensor(labels),
+        }
+
+
+def _summarization(cfg: TrainConfig) -> RunSpec:
+    from lmforge.train.metrics import perplexities
+    from lmforge.train.model import lineage_of, load_pretrained
+
+    train_rows, valid_rows = _rows(cfg, (cfg.document_field, cfg.summary_field))
+    model, tokenizer, card = load_pretrained(cfg.init)
+    context = cfg.context_length or model.config.n_positions
+    prompt_ids = tokenizer(TLDR, add_special_tokens=False)["input_ids"]
+    eot = tokenizer.eos_token_id
+
+    def encode(rows: list[dict[str, str]]) -> ListDataset:
+        items = []
+        for row in rows:
+            summary = tokenizer(row[cfg.summary_field], add_special_tokens=False)["input_ids"]
+            summary = [*summary[: context // 2], eot]
+            budget = context - len(prompt_ids) - len(summary)
+            document = tokenizer(row[cfg.document_field], add_special_tokens=False)["input_ids"][
+                :budget
+            ]
+            ids = document + prompt_ids + summary
+            labels = [IGNORE] * (len(document) + len(prompt_ids)) + summary
+            items.append({"input_ids": ids, "labels": labels})
+        return ListDataset(items)
+
+    valid = encode(valid_rows)
+    collate = PadWithIgnoredLabels(tokenizer.pad_token_id)
+
+    def final_metrics(trained: Any) -> dict[str, float]:
+        device = next(trained.parameters()).device
+        total, count = 0.0, 0
+        trained.eval()
+        with torch.no_grad():
+            for start in range(0, len(valid), 8):
+                batch = collate([valid[i] for i in range(start, min(start + 8, len(valid)))])
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = trained(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+                targets = batch["labels"][:, 1:]
+                total += float(
+                    torch.nn.functional.cross_entropy(
+                        logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                        targets.reshape(-1),
+                        ignore_index=IGNORE,
+                        reduction="sum",
+                    )
+                )
+                count += int((targets != IGNORE).sum())
+        scored = perplexities(total, count, None)
+        return {f"valid_summary_{k}": v for k, v in scored.items()}
+
+    return RunSpec(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=encode(train_rows),
+        eval_datasets={"valid": valid},
+        final_metrics=final_metrics,
+        card={
+            "task": "summarization",
+            "prompt": TLDR,
+            "parent": {**lineage_of(cfg.init, card), "relation": "fine-tuned"},
+        },
+        tokens_per_step=0,
+        data_collator=collate,
+    )
+
+
+def train_task(
+    cfg: TrainConfig, *, callbacks: Sequence[Any] = (), parent_run_id: str | None = None
+) -> RunResult:
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    spec = _classification(cfg) if cfg.task == "classification" else _summarization(cfg)
+    spec.extra_callbacks = list(callbacks)
+    spec.parent_run_id = parent_run_id
+    return run_training(cfg, spec)
