@@ -4,6 +4,7 @@ word-level perplexity (word-level = exp(total loss / words), so tokenizers compa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -13,27 +14,33 @@ from lmforge.train.dataset import IGNORE, PackedTokens
 
 
 @torch.no_grad()
-def split_loss(model: Any, dataset: PackedTokens, batch_size: int = 16) -> tuple[float, int]:
-    """(summed cross-entropy in nats, predicted tokens) over an `eval`-mode dataset."""
+def summed_loss(model: Any, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[float, int]:
+    """(summed cross-entropy in nats, predicted tokens) over batches of input_ids and labels
+    (labels equal to IGNORE are not predicted; an attention_mask is passed on when present)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        input_ids = batch["input_ids"].to(device)
-        labels = batch["labels"].to(device)
-        logits = model(input_ids=input_ids).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)),
-            targets.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="sum",
+    for batch in batches:
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        logits = model(**inputs).logits[:, :-1].float()
+        targets = batch["labels"][:, 1:].to(device)
+        total += float(
+            torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)),
+                targets.reshape(-1),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
         )
-        total += float(losses)
         count += int((targets != IGNORE).sum())
     model.train(was_training)
     return total, count
+
+
+def split_loss(model: Any, dataset: PackedTokens, batch_size: int = 16) -> tuple[float, int]:
+    """`summed_loss` over an `eval`-mode token file: every token after the first, once."""
+    return summed_loss(model, DataLoader(dataset, batch_size=batch_size))
 
 
 def perplexities(total: float, tokens: int, words: int | None) -> dict[str, float]:

@@ -146,12 +146,13 @@ def _classification(cfg: TrainConfig) -> RunSpec:
 
     def final_metrics(trained: Any) -> dict[str, float]:
         device = next(trained.parameters()).device
-        collate = DataCollatorWithPadding(tokenizer)
+        batches = torch.utils.data.DataLoader(
+            valid, batch_size=32, collate_fn=DataCollatorWithPadding(tokenizer)
+        )
         guessed, gold = [], []
         trained.eval()
         with torch.no_grad():
-            for start in range(0, len(valid), 32):
-                batch = collate([valid[i] for i in range(start, min(start + 32, len(valid)))])
+            for batch in batches:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 guessed.append(trained(**batch).logits.argmax(-1).cpu().numpy())
                 gold.append(batch["labels"].cpu().numpy())
@@ -197,7 +198,7 @@ class PadWithIgnoredLabels:
 
 
 def _summarization(cfg: TrainConfig) -> RunSpec:
-    from lmforge.train.metrics import perplexities
+    from lmforge.train.metrics import perplexities, summed_loss
     from lmforge.train.model import lineage_of, load_pretrained
 
     train_rows, valid_rows = _rows(cfg, (cfg.document_field, cfg.summary_field))
@@ -224,26 +225,8 @@ def _summarization(cfg: TrainConfig) -> RunSpec:
     collate = PadWithIgnoredLabels(tokenizer.pad_token_id)
 
     def final_metrics(trained: Any) -> dict[str, float]:
-        device = next(trained.parameters()).device
-        total, count = 0.0, 0
-        trained.eval()
-        with torch.no_grad():
-            for start in range(0, len(valid), 8):
-                batch = collate([valid[i] for i in range(start, min(start + 8, len(valid)))])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = trained(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).logits
-                targets = batch["labels"][:, 1:]
-                total += float(
-                    torch.nn.functional.cross_entropy(
-                        logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                        targets.reshape(-1),
-                        ignore_index=IGNORE,
-                        reduction="sum",
-                    )
-                )
-                count += int((targets != IGNORE).sum())
+        batches = torch.utils.data.DataLoader(valid, batch_size=8, collate_fn=collate)
+        total, count = summed_loss(trained, batches)
         scored = perplexities(total, count, None)
         return {f"valid_summary_{k}": v for k, v in scored.items()}
 
