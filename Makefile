@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-unit lint format bench-data clean
+.PHONY: install quickstart test test-unit lint format bench-data bench-train clean
 
 # torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
 # another package pull torch in) downloads a multi-GB CUDA build.
@@ -37,6 +37,9 @@ format: install
 
 bench-data: install
 	$(BIN)/python bench/data_prepare.py
+
+bench-train: install
+	bash bench/train_ptb.sh bench/out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
