@@ -14,6 +14,16 @@ import click
 from lmforge import __version__
 from lmforge.cliutil import config_command
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.registry import (
+    DeleteConfig,
+    DiffConfig,
+    ListConfig,
+    PromoteConfig,
+    PullConfig,
+    RegisterConfig,
+    RollbackConfig,
+    ShowConfig,
+)
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
 from lmforge.errors import LmforgeError
 
@@ -142,6 +152,181 @@ def tune_cmd(config: TuneConfig) -> None:
     from lmforge.train.tune import tune
 
     tune(config, _stdout())
+
+
+@cli.group()
+def registry() -> None:
+    """Versions, aliases and the promotion gate, on MLflow ($MLFLOW_TRACKING_URI or the
+    embedded store in $LMFORGE_HOME)."""
+
+
+@registry.command("register")
+@config_command(RegisterConfig, "model_dir")
+def registry_register(config: RegisterConfig) -> None:
+    """Verify MODEL_DIR and register it as a new version of --name."""
+    from pathlib import Path
+
+    from lmforge.registry.register import register
+
+    version = register(Path(config.model_dir), config.name)
+    parent = version.tags.get("lmforge.parent") or "none"
+    _stdout().print(
+        f"registered [bold]models:/{version.name}/{version.version}[/bold] "
+        f"(run {version.run_id}, parent {parent})"
+    )
+
+
+@registry.command("list")
+@config_command(ListConfig, "name")
+def registry_list(config: ListConfig) -> None:
+    """Registered models and their versions, aliases and headline metrics."""
+    from rich.table import Table
+
+    from lmforge.registry.info import describe
+    from lmforge.registry.store import client
+
+    store = client()
+    query = f"name = '{config.name}'" if config.name else ""
+    versions = [
+        describe(store.get_model_version(v.name, str(v.version)))
+        for v in store.search_model_versions(query)
+    ]
+    table = Table(title="registered models", title_justify="left")
+    for header in ("model", "version", "aliases", "task", "parent", "valid loss", "test word ppl"):
+        table.add_column(header)
+    for v in sorted(versions, key=lambda d: (d["name"], int(d["version"]))):
+        m = v["metrics"]
+        table.add_row(
+            v["name"],
+            v["version"],
+            " ".join(f"@{a}" for a in v["aliases"]),
+            v["task"],
+            v["parent"] or "-",
+            f"{m['valid_loss']:.4f}" if "valid_loss" in m else "-",
+            f"{m['test_word_perplexity']:.1f}" if "test_word_perplexity" in m else "-",
+        )
+    _stdout().print(table)
+
+
+@registry.command("show")
+@config_command(ShowConfig, "ref")
+def registry_show(config: ShowConfig) -> None:
+    """One version: aliases, lineage, data, metrics and training config."""
+    import json
+
+    from lmforge.registry.info import describe
+    from lmforge.registry.refs import parse_ref
+    from lmforge.registry.store import client
+    from lmforge.registry.versions import get_version
+
+    info = describe(get_version(client(), parse_ref(config.ref)))
+    _stdout().print_json(json.dumps(info))
+
+
+@registry.command("diff")
+@config_command(DiffConfig, "name", "left", "right")
+def registry_diff(config: DiffConfig) -> None:
+    """Config, metrics and data of two versions side by side (differences in bold)."""
+    from rich.table import Table
+
+    from lmforge.registry.info import describe, diff_rows
+    from lmforge.registry.refs import ModelRef
+    from lmforge.registry.store import client
+    from lmforge.registry.versions import get_version
+
+    store = client()
+    left = describe(get_version(store, ModelRef(config.name, version=config.left)))
+    right = describe(get_version(store, ModelRef(config.name, version=config.right)))
+    table = Table(title=f"{config.name}: {config.left} vs {config.right}", title_justify="left")
+    for header in ("field", f"v{config.left}", f"v{config.right}"):
+        table.add_column(header)
+    for field, a, b, differs in diff_rows(left, right):
+        style = "bold" if differs else "dim"
+        table.add_row(field, a, b, style=style)
+    _stdout().print(table)
+
+
+@registry.command("promote")
+@config_command(PromoteConfig, "name", "version")
+def registry_promote(config: PromoteConfig) -> None:
+    """Move --alias to VERSION if the gate passes (or with --force --reason)."""
+    from rich.table import Table
+
+    from lmforge.registry.promote import promote
+    from lmforge.registry.store import client
+
+    result = promote(
+        client(),
+        config.name,
+        config.version,
+        config.alias,
+        config.gate,
+        config.force,
+        config.reason,
+    )
+    table = Table(title="promotion gate", title_justify="left")
+    for header in (
+        "metric",
+        f"@{config.alias} (v{result.previous or '-'})",
+        f"v{result.version}",
+        "worse by",
+        "allowed",
+        "verdict",
+    ):
+        table.add_column(header)
+    for row in result.rows:
+        table.add_row(
+            row.metric,
+            "-" if row.holder is None else f"{row.holder:.4f}",
+            "-" if row.candidate is None else f"{row.candidate:.4f}",
+            "-" if row.change is None else f"{row.change:+.2%}",
+            f"{row.allowed:.2%}",
+            row.verdict,
+            style="red" if row.verdict == "regressed" else None,
+        )
+    console = _stdout()
+    console.print(table)
+    if not result.moved:
+        from lmforge.errors import RegistryError
+
+        raise RegistryError(
+            f"refused: v{result.version} regresses against @{config.alias} "
+            f"(v{result.previous}) beyond the gate",
+            hint='pass --force --reason "..." to override; it is recorded',
+        )
+    console.print(f"@{config.alias} → v{result.version} (was v{result.previous or '-'})")
+
+
+@registry.command("rollback")
+@config_command(RollbackConfig, "name")
+def registry_rollback(config: RollbackConfig) -> None:
+    """Move --alias back to its previous holder, from the alias history."""
+    from lmforge.registry.promote import rollback
+    from lmforge.registry.store import client
+
+    was, now = rollback(client(), config.name, config.alias)
+    _stdout().print(f"@{config.alias}: v{was} → v{now}")
+
+
+@registry.command("pull")
+@config_command(PullConfig, "ref")
+def registry_pull(config: PullConfig) -> None:
+    """Download a version into $LMFORGE_HOME/cache and verify every file's sha256."""
+    from lmforge.registry.pull import pull
+
+    path, version = pull(config.ref)
+    _stdout().print(f"{version.name}/{version.version}: verified at [bold]{path}[/bold]")
+
+
+@registry.command("delete")
+@config_command(DeleteConfig, "name", "version")
+def registry_delete(config: DeleteConfig) -> None:
+    """Delete a version (refused while it holds an alias)."""
+    from lmforge.registry.promote import delete_version
+    from lmforge.registry.store import client
+
+    delete_version(client(), config.name, config.version)
+    _stdout().print(f"deleted {config.name}/{config.version}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from lmforge.errors import RegistryError
+
 log = logging.getLogger(__name__)
 
 
@@ -27,16 +29,40 @@ def use_store(experiment: str) -> str:
     """Point mlflow at our store and make sure `experiment` exists; returns its id."""
     import mlflow
 
-    # MLflow logs a migration banner on first use of a SQLite store; keep our output clean.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    uri = tracking_uri()
     # In the embedded store artifacts go under $LMFORGE_HOME; a server decides its own.
-    artifacts = (lmforge_home() / "artifacts").as_uri() if uri == embedded_uri() else None
-    if artifacts:
-        lmforge_home().mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
+    embedded = tracking_uri() == embedded_uri()
+    use_store_uri()
+    artifacts = (lmforge_home() / "artifacts").as_uri() if embedded else None
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
     return mlflow.create_experiment(experiment, artifact_location=artifacts)
+
+
+def client():  # -> mlflow.MlflowClient
+    """A client on our store; an unreachable tracking server is a RegistryError naming it."""
+    import mlflow
+
+    use_store_uri()
+    client = mlflow.MlflowClient()
+    try:
+        client.search_registered_models(max_results=1)
+    except Exception as exc:  # mlflow/requests raise many types for an unreachable server
+        raise RegistryError(
+            f"cannot reach the model registry at {tracking_uri()}: {type(exc).__name__}",
+            hint="start the MLflow server, or unset MLFLOW_TRACKING_URI to use the embedded store",
+        ) from exc
+    return client
+
+
+def use_store_uri() -> None:
+    import mlflow
+
+    # MLflow logs a migration banner on first use of a SQLite store; keep our output clean.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Its per-file download bars would interleave with our output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if tracking_uri() == embedded_uri():
+        lmforge_home().mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri())

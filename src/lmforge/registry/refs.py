@@ -1,0 +1,37 @@
+"""Registry references: `models:/NAME@ALIAS`, `models:/NAME/VERSION` (MLflow URIs), and the
+same without the prefix; a bare NAME means its newest version."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lmforge.errors import RegistryError
+
+PREFIX = "models:/"
+_REF = re.compile(r"(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))?")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version:
+            return f"{PREFIX}{self.name}/{self.version}"
+        return f"{PREFIX}{self.name}@{self.alias}" if self.alias else f"{PREFIX}{self.name}"
+
+
+def is_registry_ref(text: str) -> bool:
+    return text.startswith(PREFIX)
+
+
+def parse_ref(text: str) -> ModelRef:
+    match = _REF.fullmatch(text.removeprefix(PREFIX))
+    if not match:
+        raise RegistryError(
+            f"bad model reference {text!r}", hint="use NAME, NAME/VERSION or NAME@ALIAS"
+        )
+    return ModelRef(match["name"], match["version"], match["alias"])
