@@ -11,6 +11,16 @@ from click.testing import CliRunner
 
 from lmforge.cli import cli
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.registry import (
+    DeleteConfig,
+    DiffConfig,
+    ListConfig,
+    PromoteConfig,
+    PullConfig,
+    RegisterConfig,
+    RollbackConfig,
+    ShowConfig,
+)
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
 from tests.conftest import run_cli
 
@@ -21,6 +31,14 @@ VERBS = {
     ("train",): TrainConfig,
     ("distill",): DistillConfig,
     ("tune",): TuneConfig,
+    ("registry", "register"): RegisterConfig,
+    ("registry", "list"): ListConfig,
+    ("registry", "show"): ShowConfig,
+    ("registry", "diff"): DiffConfig,
+    ("registry", "promote"): PromoteConfig,
+    ("registry", "rollback"): RollbackConfig,
+    ("registry", "pull"): PullConfig,
+    ("registry", "delete"): DeleteConfig,
 }
 
 
