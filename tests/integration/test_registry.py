@@ -108,11 +108,33 @@ def full_flow(env: dict[str, str], teacher: Path, student: Path, home: Path) -> 
     return better
 
 
-def test_full_flow_in_the_embedded_store(teacher: Path, student: Path, tmp_path: Path) -> None:
+def test_full_flow_in_the_embedded_store(
+    teacher: Path, student: Path, ptb_small: Path, tmp_path: Path
+) -> None:
     env = home_env(tmp_path)
     production = full_flow(env, teacher, student, tmp_path / "home")
     other = "2" if production == "1" else "1"
     assert (tmp_path / "home" / "mlflow.db").is_file()
+
+    # Training resolves registry references through the same verified pull.
+    ok(
+        env,
+        "train",
+        "--init",
+        "models:/ptb@production",
+        "--data",
+        str(ptb_small),
+        "--output",
+        str(tmp_path / "tuned"),
+        "--max-steps",
+        "2",
+        "--eval-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-track",
+    )
+    assert card(tmp_path / "tuned")["parent"]["model"] == "models:/ptb@production"
 
     # A tampered file is refused, naming the file.
     cached = tmp_path / "home" / "cache" / "ptb" / production / "model.safetensors"

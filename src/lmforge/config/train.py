@@ -106,7 +106,9 @@ class TrainConfig(OptimOptions):
         choices=("lm", "classification", "summarization"),
     )
     init: str = option(
-        "", "Fine-tune this model (a model dir, or a hub name when you have network)."
+        "",
+        "Fine-tune this model: a model dir, a registry reference (models:/NAME@ALIAS), or a "
+        "hub name (when you have network).",
     )
     model_size: str = option(
         "small",
@@ -142,7 +144,7 @@ class TrainConfig(OptimOptions):
 class DistillConfig(OptimOptions):
     """Options of `lmforge distill`."""
 
-    teacher: str = option("", "The model to distil (a model dir).")
+    teacher: str = option("", "The model to distil (a model dir or models:/NAME@ALIAS).")
     student_layers: int = option(
         0, "Student blocks, copied from evenly spaced teacher blocks (0 = half the teacher's)."
     )

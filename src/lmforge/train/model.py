@@ -67,13 +67,20 @@ def wrap_tokenizer(tokenizer_json: Path):  # -> transformers.PreTrainedTokenizer
 
 
 def load_pretrained(ref: str, kind: str = "causal-lm") -> tuple[Any, Any, dict | None]:
-    """(model, tokenizer, card) from a model dir (verified) or a hub name the user gave."""
+    """(model, tokenizer, card) from a model dir (verified), a registry reference
+    (`models:/NAME@ALIAS`, pulled and verified), or a hub name the user gave."""
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
         GPT2ForSequenceClassification,
     )
 
+    from lmforge.registry.refs import is_registry_ref
+
+    if is_registry_ref(ref):
+        from lmforge.registry.pull import pull
+
+        ref = str(pull(ref)[0])
     card = None
     path = Path(ref)
     if path.is_dir():
