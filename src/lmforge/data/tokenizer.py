@@ -3,7 +3,7 @@ an existing `tokenizer.json` (for example a model dir's)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -71,7 +71,3 @@ def end_of_text_id(tokenizer: Tokenizer, where: str | Path = "tokenizer") -> int
         raise DataError(f"{where} has no {END_OF_TEXT} token, which separates documents")
     return token_id
 
-
-def texts_of(documents: Iterable) -> Iterator[str]:
-    for doc in documents:
-        yield doc.text

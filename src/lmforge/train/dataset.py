@@ -78,7 +78,3 @@ class PackedTokens(Dataset):
             labels = torch.cat([labels, torch.full((pad,), IGNORE, dtype=torch.long)])
         return {"input_ids": window, "labels": labels}
 
-    @property
-    def predicted_tokens(self) -> int:
-        """Tokens whose loss an `eval` pass over the whole file sums (all but the first)."""
-        return int(self.tokens.size) - 1
