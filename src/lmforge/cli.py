@@ -14,6 +14,7 @@ import click
 from lmforge import __version__
 from lmforge.cliutil import config_command
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.evaluate import EvalConfig
 from lmforge.config.registry import (
     DeleteConfig,
     DiffConfig,
@@ -152,6 +153,26 @@ def tune_cmd(config: TuneConfig) -> None:
     from lmforge.train.tune import tune
 
     tune(config, _stdout())
+
+
+@cli.command("eval")
+@config_command(EvalConfig, "model")
+def eval_cmd(config: EvalConfig) -> None:
+    """Sliding-window perplexity of MODEL on text files (token, word, bits per byte), written to
+    --report DIR; with --baseline, pass/fail against it (exit code 1 when it fails).
+
+    \b
+    Example:
+      lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/ptb
+    """
+    from lmforge.evaluate.eval import evaluate, markdown
+
+    report = evaluate(config)
+    console = _stdout()
+    console.print(markdown(report), markup=False, highlight=False)
+    console.print(f"report: [bold]{config.report}[/bold]")
+    if "comparison" in report and not report["comparison"]["passed"]:
+        raise click.exceptions.Exit(1)
 
 
 @cli.group()

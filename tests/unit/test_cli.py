@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from lmforge.cli import cli
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.evaluate import EvalConfig
 from lmforge.config.registry import (
     DeleteConfig,
     DiffConfig,
@@ -31,6 +32,7 @@ VERBS = {
     ("train",): TrainConfig,
     ("distill",): DistillConfig,
     ("tune",): TuneConfig,
+    ("eval",): EvalConfig,
     ("registry", "register"): RegisterConfig,
     ("registry", "list"): ListConfig,
     ("registry", "show"): ShowConfig,

@@ -70,4 +70,3 @@ def end_of_text_id(tokenizer: Tokenizer, where: str | Path = "tokenizer") -> int
     if token_id is None:
         raise DataError(f"{where} has no {END_OF_TEXT} token, which separates documents")
     return token_id
-

@@ -77,4 +77,3 @@ class PackedTokens(Dataset):
             window = torch.cat([window, torch.full((pad,), self.pad_id, dtype=torch.long)])
             labels = torch.cat([labels, torch.full((pad,), IGNORE, dtype=torch.long)])
         return {"input_ids": window, "labels": labels}
-

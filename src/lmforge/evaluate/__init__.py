@@ -1,0 +1,1 @@
+"""Evaluation: perplexity (and, as later issues add them, task metrics, robustness, leakage)."""
