@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from lmforge.config import build_config, read_yaml, to_dict
 from lmforge.config.train import TrainConfig, TuneConfig
-from lmforge.errors import ConfigError, LmforgeError
+from lmforge.errors import ConfigError, LmforgeError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 _TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -132,8 +132,11 @@ def _base_train_values(cfg: TuneConfig) -> dict[str, Any]:
 
 
 def tune(cfg: TuneConfig, console: Console) -> Any:
-    import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    try:
+        import optuna
+        from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    except ImportError:
+        raise MissingDependencyError("lmforge tune", "optuna", "tune") from None
 
     from lmforge.train.train import train
 
