@@ -59,7 +59,7 @@ class PromoteConfig:
     version: str = option("", "The candidate version.")
     alias: str = option("production", "The alias to move.")
     gate: str = option(
-        "", "Gate YAML: metric thresholds (default: configs/gate.yaml's rules, built in)."
+        "", "Gate YAML of metric thresholds (default: the built-in registry/gate.yaml)."
     )
     force: bool = option(False, "Move the alias even if the gate refuses (needs --reason).")
     reason: str = option("", "Why the gate is overridden; recorded with who did it.")
