@@ -72,6 +72,10 @@ class PackedTokens(Dataset):
             start = index * (length - 1)
         window = torch.from_numpy(self.tokens[start : start + length].astype(np.int64))
         labels = window.clone()
+        # The first token is never a target (the model shifts labels by one). Marking it
+        # ignored keeps the Trainer's token count, and so its logged loss, exact: it divides
+        # by the labels that are not ignored, before the shift.
+        labels[0] = IGNORE
         if window.numel() < length:
             pad = length - window.numel()
             window = torch.cat([window, torch.full((pad,), self.pad_id, dtype=torch.long)])
