@@ -26,7 +26,7 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300
+    *args: str, cwd: Path | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess:
     """Run `python -m lmforge ARGS` as a real subprocess."""
     return subprocess.run(
