@@ -19,7 +19,7 @@ from tests.integration.conftest import card
 pytestmark = pytest.mark.integration
 
 
-def lmforge(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def lmforge(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lmforge", *args],
         env=env,
@@ -182,7 +182,7 @@ def test_concurrent_registrations_get_distinct_versions(teacher: Path, tmp_path:
         )
         for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=300) for p in processes]
+    outputs = [p.communicate(timeout=900) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [o[1][-2000:] for o in outputs]
     versions = sorted(o[0].split("models:/c/")[1].split()[0] for o in outputs)
     assert versions == ["1", "2"]
