@@ -145,6 +145,9 @@ def training_arguments(
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         ddp_backend=("gloo" if device == "cpu" else "nccl") if processes > 1 else None,
+        # Every GPT-2 parameter takes part in every step; searching for unused ones costs a
+        # pass over the autograd graph per step.
+        ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=device == "cuda",
         remove_unused_columns=False,
