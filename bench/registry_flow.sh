@@ -16,13 +16,15 @@ step() {
   awk -v l="$label" -v rc="$rc" -v a="$t0" -v b="$EPOCHREALTIME" \
     'BEGIN { printf ">> %s: exit %d, %.2f s\n\n", l, rc, b - a }'
 }
-step "register teacher" registry register "$out/teacher" --name ptb
-step "register student" registry register "$out/student-distilled" --name ptb
+step "register teacher (v1)" registry register "$out/teacher" --name ptb
+step "register distilled student (v2)" registry register "$out/student-distilled" --name ptb
+step "register scratch student (v3)" registry register "$out/student-scratch" --name ptb
 step "promote teacher" registry promote ptb 1
-step "promote worse student" registry promote ptb 2
-step "force student" registry promote ptb 2 --force --reason "half the layers for the edge fleet"
+step "promote distilled student" registry promote ptb 2
+step "promote worse scratch student" registry promote ptb 3
+step "force scratch student" registry promote ptb 3 --force --reason "half the layers for the edge fleet"
 step "rollback" registry rollback ptb
 step "pull production" registry pull models:/ptb@production
-printf 'x' >> "$LMFORGE_HOME/cache/ptb/1/model.safetensors"
+printf 'x' >> "$LMFORGE_HOME/cache/ptb/2/model.safetensors"
 step "pull tampered" registry pull models:/ptb@production
 step "list" registry list

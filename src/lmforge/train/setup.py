@@ -279,11 +279,18 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
         metrics = spec.final_metrics(trainer.model)
         metrics["steps"] = float(trainer.state.global_step)
         if spec.tokens_per_step:
-            # Includes the periodic evaluations, as a user's wall clock does.
             runtime = outcome.metrics["train_runtime"]
-            steps_run = trainer.state.global_step - started_step
-            tokens = steps_run * spec.tokens_per_step
+            tokens = (trainer.state.global_step - started_step) * spec.tokens_per_step
+            # Wall clock, with the periodic evaluations, as a user sees it; and the optimizer
+            # steps alone, comparable with a training script that never evaluates.
+            evaluating = sum(
+                value
+                for entry in trainer.state.log_history
+                for key, value in entry.items()
+                if key.startswith("eval_") and key.endswith("_runtime")
+            )
             metrics["train_tokens_per_second"] = tokens / max(runtime, 1e-9)
+            metrics["step_tokens_per_second"] = tokens / max(runtime - evaluating, 1e-9)
         if time_limit and time_limit.hit:
             log.info("stopped by --max-time after %d steps", trainer.state.global_step)
         history = list(trainer.state.log_history)
