@@ -286,6 +286,7 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
             evaluating = sum(
                 value
                 for entry in trainer.state.log_history
+                if entry.get("step", 0) > started_step
                 for key, value in entry.items()
                 if key.startswith("eval_") and key.endswith("_runtime")
             )
