@@ -24,7 +24,8 @@ class Blocks(torch.utils.data.Dataset):
         return self.tokens.size // self.context
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        block = torch.from_numpy(self.tokens[i * self.context : (i + 1) * self.context].astype(np.int64))
+        start = i * self.context
+        block = torch.from_numpy(self.tokens[start : start + self.context].astype(np.int64))
         return {"input_ids": block, "labels": block}
 
 
@@ -39,15 +40,24 @@ def main() -> None:
     args = parser.parse_args()
     manifest = json.loads((args.dataset / "manifest.json").read_text())
     config = GPT2Config(
-        vocab_size=manifest["tokenizer"]["vocab_size"], n_positions=args.context,
-        n_embd=args.width, n_layer=args.layers, n_head=args.width // 64,
+        vocab_size=manifest["tokenizer"]["vocab_size"],
+        n_positions=args.context,
+        n_embd=args.width,
+        n_layer=args.layers,
+        n_head=args.width // 64,
     )
     trainer = Trainer(
         model=GPT2LMHeadModel(config),
         args=TrainingArguments(
-            output_dir="/tmp/plain-trainer", per_device_train_batch_size=args.batch_size,
-            max_steps=args.steps, learning_rate=2e-3, report_to=[], save_strategy="no",
-            logging_steps=args.steps, use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+            output_dir="/tmp/plain-trainer",
+            per_device_train_batch_size=args.batch_size,
+            max_steps=args.steps,
+            learning_rate=2e-3,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=args.steps,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=True,
         ),
         train_dataset=Blocks(args.dataset / "train.bin", manifest["dtype"], args.context),
     )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-IGNORE = -100
+from lmforge.train.dataset import IGNORE
 
 
 @dataclass
@@ -56,18 +57,9 @@ def windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]
     return out
 
 
-@torch.no_grad()
-def score_tokens(
-    model: Any, ids: np.ndarray, context: int, stride: int, batch_size: int = 8
-) -> Scored:
-    """Sum the NLL of every token of `ids` after the first with sliding windows."""
-    if stride < 1 or stride > context:
-        raise ValueError(f"stride {stride} must be in [1, context {context}]")
-    model.eval()
-    device = next(model.parameters()).device
-    started = time.perf_counter()
-    plan = windows(len(ids), context, stride)
-    total, count = 0.0, 0
+def _batches(
+    ids: np.ndarray, plan: list[tuple[int, int, int]], batch_size: int
+) -> Iterator[dict[str, torch.Tensor]]:
     for start in range(0, len(plan), batch_size):
         chunk = plan[start : start + batch_size]
         width = max(end - begin for begin, end, _ in chunk)
@@ -79,16 +71,18 @@ def score_tokens(
             inputs[row, : end - begin] = window
             mask[row, : end - begin] = 1
             labels[row, end - begin - new : end - begin] = window[-new:]
-        logits = model(input_ids=inputs.to(device), attention_mask=mask.to(device)).logits
-        shifted = logits[:, :-1].float()
-        targets = labels[:, 1:].to(device)
-        total += float(
-            torch.nn.functional.cross_entropy(
-                shifted.reshape(-1, shifted.size(-1)),
-                targets.reshape(-1),
-                ignore_index=IGNORE,
-                reduction="sum",
-            )
-        )
-        count += int((targets != IGNORE).sum())
+        yield {"input_ids": inputs, "attention_mask": mask, "labels": labels}
+
+
+def score_tokens(
+    model: Any, ids: np.ndarray, context: int, stride: int, batch_size: int = 8
+) -> Scored:
+    """Sum the NLL of every token of `ids` after the first with sliding windows."""
+    from lmforge.train.metrics import summed_loss
+
+    if stride < 1 or stride > context:
+        raise ValueError(f"stride {stride} must be in [1, context {context}]")
+    started = time.perf_counter()
+    plan = windows(len(ids), context, stride)
+    total, count = summed_loss(model, _batches(ids, plan, batch_size))
     return Scored(total, count, time.perf_counter() - started)
