@@ -61,6 +61,18 @@ def refuse_pickle(model_dir: Path) -> None:
         raise ModelError(f"{model_dir} has no model.safetensors")
 
 
+def file_problems(directory: Path, expected: dict[str, str], against: str) -> list[str]:
+    """What is wrong with `directory` against expected sha256s: missing or changed files."""
+    problems = []
+    for name, digest in sorted(expected.items()):
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name} does not match {against} (tampered or truncated)")
+    return problems
+
+
 def verify_model_dir(model_dir: Path) -> dict[str, Any] | None:
     """Check a model dir before loading it: safetensors only, and every file matching its
     sha256 in `lmforge.json` (a dir without a card, e.g. a plain HF save, is only warned about).
@@ -74,14 +86,7 @@ def verify_model_dir(model_dir: Path) -> dict[str, Any] | None:
     if card is None:
         log.warning("%s has no %s: its files cannot be verified", model_dir, CARD)
         return None
-    problems = []
-    for name, digest in card["files"].items():
-        path = model_dir / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"{name} does not match its sha256 (tampered or truncated)")
-    if problems:
+    if problems := file_problems(model_dir, card["files"], "its sha256"):
         raise ModelError(f"{model_dir} failed verification: " + "; ".join(problems))
     return card
 

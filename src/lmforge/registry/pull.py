@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import RegistryError
-from lmforge.fsutil import sha256_file
-from lmforge.modelio import refuse_pickle
+from lmforge.modelio import file_problems, refuse_pickle
 from lmforge.registry.refs import parse_ref
 from lmforge.registry.store import client as store_client
 from lmforge.registry.store import lmforge_home
@@ -22,15 +21,8 @@ from lmforge.registry.versions import get_version, version_files
 def check_files(
     directory: Path, expected: dict[str, str], what: str, hint: str | None = None
 ) -> None:
-    """Every expected file present with its sha256; names the first bad files."""
-    problems = []
-    for name, digest in sorted(expected.items()):
-        path = directory / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"{name} does not match its registered sha256 (tampered or truncated)")
-    if problems:
+    """Every expected file present with its registered sha256, and no pickle weights."""
+    if problems := file_problems(directory, expected, "its registered sha256"):
         raise RegistryError(f"{what} failed verification: " + "; ".join(problems), hint=hint)
     refuse_pickle(directory)
 
