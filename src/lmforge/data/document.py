@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -95,3 +96,15 @@ class Stage(Protocol):
     stats: StageStats
 
     def __call__(self, doc: Document) -> Document | None: ...
+
+
+def batched(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    """Lists of up to `size` documents, in order (itertools.batched needs Python 3.12)."""
+    batch: list[Document] = []
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

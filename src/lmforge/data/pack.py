@@ -4,13 +4,13 @@ token files with `<|endoftext|>` after every document."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from lmforge.data.document import Document
+from lmforge.data.document import Document, batched
 from lmforge.data.tokenizer import end_of_text_id
 
 BATCH = 1024
@@ -19,17 +19,6 @@ ORDINAL_DTYPE = np.dtype("<u8")
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
-
-
-def _batches(documents: Iterable[Document]) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for doc in documents:
-        batch.append(doc)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def pack(
@@ -48,7 +37,7 @@ def pack(
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(open(out, "wb"))
         ordinals = stack.enter_context(open(ordinals_out, "wb")) if ordinals_out else None
-        for batch in _batches(documents):
+        for batch in batched(documents, BATCH):
             encodings = tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False)
             flat = np.fromiter((i for enc in encodings for i in (*enc.ids, eot)), dtype=dtype)
             flat.tofile(handle)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from lmforge.data.document import Document, StageStats
+from lmforge.data.document import Document, StageStats, batched
 from lmforge.data.split import unit_hash
 from lmforge.errors import DataError, MissingDependencyError
 
@@ -29,17 +29,6 @@ class HashSampler:
             self.stats.drop("not_sampled", doc)
             return None
         return doc
-
-
-def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def representative_ordinals(
@@ -67,7 +56,7 @@ def representative_ordinals(
     kmeans = MiniBatchKMeans(n_clusters=clusters, random_state=seed, batch_size=BATCH, n_init=3)
     total = 0
     pending: list[Document] = []
-    for batch in _batches(read()):
+    for batch in batched(read(), BATCH):
         total += len(batch)
         # partial_fit needs at least K rows in its first call; carry small batches forward.
         pending.extend(batch)
@@ -84,7 +73,7 @@ def representative_ordinals(
         kmeans.partial_fit(vectorizer.transform([d.text for d in pending]))
 
     def assigned() -> Iterator[tuple[Document, int, float]]:
-        for batch in _batches(read()):
+        for batch in batched(read(), BATCH):
             distances = kmeans.transform(vectorizer.transform([d.text for d in batch]))
             labels = distances.argmin(axis=1)
             for doc, label, row in zip(batch, labels, distances, strict=True):
