@@ -43,3 +43,50 @@ def run_cli(
 def ptb_lines() -> list[str]:
     with open(corpus("ptb/ptb.train.txt"), encoding="utf-8") as handle:
         return [line.strip() for _, line in zip(range(3000), handle, strict=False)]
+
+
+def build_model_dir(
+    path: Path,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_positions: int = 128,
+    vocab_size: int = 0,
+    seed: int = 0,
+) -> Path:
+    """A GPT-2 model dir with random weights and a small byte-level BPE tokenizer (its
+    vocabulary is the model's unless `vocab_size` asks for a larger model vocabulary)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    text = ["the cat sat on the mat. hello world, café 漢字 naïve résumé"] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(text, trainer)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_positions=n_positions,
+        vocab_size=vocab_size or tokenizer.get_vocab_size(),
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    GPT2LMHeadModel(config).eval().save_pretrained(path)
+    tokenizer.save(str(path / "tokenizer.json"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model_dir(tmp_path_factory.mktemp("tiny-model") / "model")

@@ -1,0 +1,402 @@
+"""The engine: one background thread owns the model and loops schedule → run → update,
+pushing events to each request's stream. Callers use `async for event in engine.generate(...)`
+or the blocking `engine.run(...)`; cancelling the caller aborts the request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import EngineError
+from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
+from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler, SchedulerConfig
+from lmforge.serve.text import Detokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Engine", "EngineConfig", "Event", "Overloaded"]
+# An exception in this many consecutive steps means the model itself is broken.
+MAX_FAILED_STEPS = 3
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    dtype: str = "float32"
+    quantize: str = "none"
+    threads: int = 0
+    kv_slots: int = 32
+    max_batch_size: int = 32
+    max_batch_tokens: int = 2048
+    max_queue: int = 256
+    max_seq_len: int = 0
+
+
+@dataclass
+class Event:
+    """One update for one request. `text` is new text since the previous event (never half
+    a UTF-8 character, never part of a stop string); the last event has `finish_reason`."""
+
+    request_id: str
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    scores: list[float] | None = None
+    embedding: list[float] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+class Stream:
+    """Events of one request, handed from the engine thread to an asyncio or a blocking
+    consumer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[Event] | queue.Queue[Event] = (
+            asyncio.Queue() if loop else queue.Queue()
+        )
+
+    def put(self, event: Event) -> None:
+        if self._loop is None:
+            self._queue.put(event)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+    async def next_async(self) -> Event:
+        return await self._queue.get()  # type: ignore[misc]
+
+    def next_blocking(self, timeout: float | None = None) -> Event:
+        return self._queue.get(timeout=timeout)  # type: ignore[call-arg]
+
+
+@dataclass
+class Stats:
+    waiting: int = 0
+    running: int = 0
+    slots_used: int = 0
+    slots_total: int = 0
+    steps: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    step_seconds: float = 0.0
+    last_step_seconds: float = 0.0
+    failed_steps: int = 0
+
+
+class Engine:
+    def __init__(self, model_dir: Path | str, config: EngineConfig | None = None) -> None:
+        from lmforge.serve.runner import Runner, RunnerConfig
+
+        config = config or EngineConfig()
+        self.model_dir = Path(model_dir)
+        self.runner = Runner(
+            self.model_dir,
+            RunnerConfig(
+                config.device,
+                config.dtype,
+                config.quantize,
+                config.kv_slots,
+                config.max_seq_len,
+                config.threads,
+            ),
+        )
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.eos_id = self.runner.eos_id
+        self.max_seq_len = self.runner.max_seq_len
+        self.scheduler = Scheduler(
+            SchedulerConfig(
+                config.kv_slots,
+                config.max_batch_size,
+                config.max_batch_tokens,
+                config.max_queue,
+                self.max_seq_len,
+            )
+        )
+        self.config = config
+        self.stats = Stats(slots_total=config.kv_slots)
+        self.dead: str | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._consecutive_failures = 0
+        # Called on the engine thread after every step with (step seconds, batch size).
+        self.step_observers: list[Any] = []
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="lmforge-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.dead is None and self._thread is not None and self._thread.is_alive()
+
+    def shutdown(self, drain_seconds: float = 10.0) -> None:
+        """Let running and queued requests finish for up to `drain_seconds`, abort the rest,
+        then stop the loop."""
+        end = time.monotonic() + drain_seconds
+        while time.monotonic() < end and self.alive:
+            with self._lock:
+                if not self.scheduler.has_work:
+                    break
+            time.sleep(0.01)
+        with self._lock:
+            for request in [*self.scheduler.running, *self.scheduler.waiting]:
+                request.aborted = True
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(drain_seconds=0)
+
+    # submitting ----------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def submit(self, request: Request, loop: asyncio.AbstractEventLoop | None = None) -> Stream:
+        """Queue a request; raises `Overloaded` at once when the queue is full and
+        `EngineError` for a request the engine cannot run."""
+        if self.dead:
+            raise EngineError(f"the engine is dead: {self.dead}")
+        if self._stopping:
+            raise EngineError("the engine is shutting down")
+        if request.kind is Kind.GENERATE and (problems := request.params.problems()):
+            raise EngineError("bad sampling parameters: " + "; ".join(problems))
+        if not request.prompt_ids:
+            raise EngineError("the prompt is empty; give at least one token")
+        if request.kind is Kind.SCORE and not 0 < request.score_from < len(request.prompt_ids):
+            raise EngineError("a score request needs a non-empty text after its prompt")
+        stream = Stream(loop)
+        request.sink = (stream, Detokenizer(self.tokenizer, request.params.stop))
+        with self._lock:
+            self.scheduler.add(request)
+            self._wake.notify()
+        return stream
+
+    def abort(self, request: Request) -> None:
+        """Abort a queued or running request; its slot is freed at the next step."""
+        with self._lock:
+            request.aborted = True
+            self._wake.notify()
+
+    def request(
+        self,
+        prompt: str | list[int],
+        kind: Kind = Kind.GENERATE,
+        params: SamplingParams | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Request:
+        ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        deadline = time.monotonic() + timeout if timeout else None
+        return Request(ids, kind, params or SamplingParams(), deadline=deadline, **fields)
+
+    async def stream(self, request: Request) -> AsyncIterator[Event]:
+        """Submit and yield the request's events; leaving early (or being cancelled) aborts it."""
+        stream = self.submit(request, asyncio.get_running_loop())
+        try:
+            while True:
+                event = await stream.next_async()
+                yield event
+                if event.finished:
+                    return
+        finally:
+            if not request.finished:
+                self.abort(request)
+
+    async def generate(
+        self, prompt: str | list[int], params: SamplingParams | None = None, **kw: Any
+    ) -> AsyncIterator[Event]:
+        async for event in self.stream(self.request(prompt, Kind.GENERATE, params, **kw)):
+            yield event
+
+    def run(self, request: Request) -> Event:
+        """Blocking: submit and wait; returns one event with the whole text and token ids."""
+        stream = self.submit(request)
+        merged = Event(request.request_id)
+        try:
+            while True:
+                event = stream.next_blocking()
+                merged.text += event.text
+                merged.token_ids += event.token_ids
+                merged.logprobs += event.logprobs
+                if event.finished:
+                    for name in ("finish_reason", "error", "scores", "embedding"):
+                        setattr(merged, name, getattr(event, name))
+                    merged.prompt_tokens, merged.output_tokens = (
+                        event.prompt_tokens,
+                        event.output_tokens,
+                    )
+                    return merged
+        finally:
+            if not request.finished:
+                self.abort(request)
+
+    def generate_text(self, prompt: str, params: SamplingParams | None = None, **kw: Any) -> Event:
+        return self.run(self.request(prompt, Kind.GENERATE, params, **kw))
+
+    def score(self, prompt: str, continuation: str, **kw: Any) -> list[float]:
+        """Log-probabilities of each token of `continuation` after `prompt`."""
+        context = self.encode(prompt) if prompt else [self.eos_id or 0]
+        ids = context + self.encode(continuation)
+        event = self.run(self.request(ids, Kind.SCORE, score_from=len(context), **kw))
+        return self._result(event).scores or []
+
+    def embed(self, text: str, pooling: str = "mean", **kw: Any) -> list[float]:
+        event = self.run(self.request(text, Kind.EMBED, pooling=pooling, **kw))
+        return self._result(event).embedding or []
+
+    @staticmethod
+    def _result(event: Event) -> Event:
+        if event.finish_reason is not FinishReason.STOP:
+            raise EngineError(
+                f"the request ended with {event.finish_reason.value}: {event.error or ''}"
+            )
+        return event
+
+    def snapshot(self) -> Stats:
+        with self._lock:
+            self.stats.waiting = len(self.scheduler.waiting)
+            self.stats.running = len(self.scheduler.running)
+            self.stats.slots_used = self.scheduler.slots_used
+            return Stats(**vars(self.stats))
+
+    # the loop ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._stopping and not self.scheduler.has_work:
+                        return
+                    plan = self.scheduler.schedule()
+                    if not plan.chunks and not plan.finished:
+                        # Wake for new work, or soon enough to time out queued requests.
+                        self._wake.wait(timeout=0.05)
+                        continue
+                    for request in plan.finished:
+                        self._emit_final(request)
+                if plan.chunks:
+                    self._step(plan.chunks)
+        except BaseException as exc:
+            self._die(f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _step(self, chunks: list[Chunk]) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = self.runner.step(chunks)
+        except Exception as exc:
+            log.exception("engine step failed for %d requests", len(chunks))
+            self._consecutive_failures += 1
+            self.stats.failed_steps += 1
+            with self._lock:
+                for chunk in chunks:
+                    self.scheduler.finish(chunk.request, FinishReason.ERROR, "internal error")
+                    self._emit_final(chunk.request)
+            if self._consecutive_failures >= MAX_FAILED_STEPS:
+                self._die(f"{MAX_FAILED_STEPS} consecutive steps failed; last: {exc}")
+            return
+        self._consecutive_failures = 0
+        elapsed = time.perf_counter() - started
+        self.stats.steps += 1
+        self.stats.step_seconds += elapsed
+        self.stats.last_step_seconds = elapsed
+        now = time.monotonic()
+        with self._lock:
+            for chunk, output in zip(chunks, outputs, strict=True):
+                self._update(chunk, output, now)
+        for observer in self.step_observers:
+            observer(elapsed, len(chunks))
+
+    def _update(self, chunk: Chunk, output: Any, now: float) -> None:
+        """Apply one chunk's output (the lock is held)."""
+        request = chunk.request
+        if request.finished:
+            return
+        request.num_computed += chunk.length
+        request.scores += output.scores
+        if output.error:
+            self.scheduler.finish(request, FinishReason.ERROR, output.error)
+            return self._emit_final(request)
+        if request.in_prefill:
+            return
+        if request.kind is not Kind.GENERATE:
+            self.scheduler.finish(request, FinishReason.STOP)
+            return self._emit_final(request, embedding=output.embedding)
+        if chunk.start < len(request.prompt_ids):
+            self.stats.prompt_tokens += len(request.prompt_ids)
+        token = output.token
+        if request.first_token_at is None:
+            request.first_token_at = now
+        self.stats.output_tokens += 1
+        reason = self.scheduler.on_token(request, token.token_id)
+        params = request.params
+        if (
+            token.token_id == self.eos_id
+            and not params.ignore_eos
+            and len(request.output_ids) > params.min_new_tokens
+        ):
+            reason = FinishReason.STOP
+        stream, detokenizer = request.sink
+        text, hit_stop = detokenizer.add(request.output_ids, final=reason is not None)
+        if hit_stop:
+            reason = FinishReason.STOP
+        if reason is not None:
+            text += detokenizer.flush()
+        event = Event(request.request_id, text=text, token_ids=[token.token_id])
+        if token.logprob is not None:
+            event.logprobs = [
+                {"token_id": token.token_id, "logprob": token.logprob, "top": token.top_logprobs}
+            ]
+        if reason is None:
+            return stream.put(event)
+        self.scheduler.finish(request, reason)
+        self._emit_final(request, event)
+
+    def _emit_final(self, request: Request, event: Event | None = None, **extra: Any) -> None:
+        """Send a finished request's last event and drop its runner state."""
+        event = event or Event(request.request_id, **extra)
+        event.finish_reason = request.finish_reason
+        event.error = request.error
+        event.prompt_tokens = len(request.prompt_ids)
+        event.output_tokens = len(request.output_ids)
+        if request.kind is Kind.SCORE:
+            event.scores = request.scores
+        self.runner.release(request)
+        request.sink[0].put(event)
+
+    def _die(self, reason: str) -> None:
+        """Mark the engine dead and fail every request it holds."""
+        log.error("the engine is dead: %s", reason)
+        self.dead = reason
+        with self._lock:
+            held = [*self.scheduler.running, *self.scheduler.waiting]
+            for request in held:
+                self.scheduler.finish(request, FinishReason.ERROR, "the engine stopped")
+        for request in held:
+            self._emit_final(request)

@@ -1,0 +1,130 @@
+"""Request state and sampling parameters: what a caller asked for and how far it has got.
+Pure Python (no torch), so the scheduler can be tested with fabricated runner outputs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    GENERATE = "generate"
+    SCORE = "score"
+    EMBED = "embed"
+
+
+class Status(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    ABORT = "abort"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How a `generate` request picks tokens. temperature 0 means greedy."""
+
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    logprobs: int = 0
+
+    def problems(self) -> list[str]:
+        """Every bad value, each naming the parameter; empty when the params are usable."""
+        checks = [
+            (self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1"),
+            (self.min_new_tokens >= 0, "min_new_tokens", "must be 0 or more"),
+            (self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "exceeds max"),
+            (self.temperature >= 0 and math.isfinite(self.temperature), "temperature", ">= 0"),
+            (self.top_k >= 0, "top_k", "must be 0 (off) or more"),
+            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (self.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
+            (-2 <= self.presence_penalty <= 2, "presence_penalty", "must be in [-2, 2]"),
+            (-2 <= self.frequency_penalty <= 2, "frequency_penalty", "must be in [-2, 2]"),
+            (0 <= self.logprobs <= 20, "logprobs", "must be in [0, 20]"),
+            (all(self.stop), "stop", "stop strings must not be empty"),
+        ]
+        return [f"{name}={getattr(self, name)!r} {why}" for ok, name, why in checks if not ok]
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+    @property
+    def penalized(self) -> bool:
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )
+
+
+_ids = itertools.count()
+
+
+@dataclass
+class Request:
+    """One sequence in the engine. `score` requests rate `prompt_ids[score_from:]` given what
+    precedes it; `embed` requests pool the hidden states of `prompt_ids`."""
+
+    prompt_ids: list[int]
+    kind: Kind = Kind.GENERATE
+    params: SamplingParams = field(default_factory=SamplingParams)
+    request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+    deadline: float | None = None  # time.monotonic() seconds
+    score_from: int = 1
+    pooling: str = "mean"
+    arrival: float = field(default_factory=time.monotonic)
+
+    status: Status = Status.WAITING
+    slot: int | None = None
+    num_computed: int = 0
+    output_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+    scores: list[float] = field(default_factory=list)
+    aborted: bool = False
+    first_token_at: float | None = None
+    scheduled_at: float | None = None
+    # Filled by whoever consumes results; opaque to the scheduler.
+    sink: Any = None
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + self.output_ids if self.output_ids else self.prompt_ids
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def remaining(self) -> int:
+        """Tokens whose keys and values are not in the cache yet."""
+        return self.num_tokens - self.num_computed
+
+    @property
+    def in_prefill(self) -> bool:
+        return self.num_computed < len(self.prompt_ids)
+
+    @property
+    def finished(self) -> bool:
+        return self.status is Status.FINISHED

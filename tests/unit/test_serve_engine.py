@@ -1,0 +1,243 @@
+"""The engine on tiny random GPT-2 models: parity with transformers, batch invariance,
+stop strings, UTF-8-safe streaming, abort, overload, deadlines, score and embed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lmforge.errors import EngineError
+from lmforge.serve.engine import Engine, EngineConfig, Overloaded
+from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
+from lmforge.serve.runner import Runner, RunnerConfig
+from lmforge.serve.scheduler import Chunk
+from lmforge.serve.text import Detokenizer, load_tokenizer
+from tests.conftest import build_model_dir
+
+GREEDY = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True)
+
+
+def hf_model(model_dir: Path):
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(model_dir).eval()
+
+
+def assert_parity(model_dir: Path, vocab: int, prompt_len: int = 24, steps: int = 4) -> None:
+    """Prefill (whole and chunked, two sequences in one step) and then decode steps give the
+    logits transformers gives, within 1e-4."""
+    runner = Runner(model_dir, RunnerConfig(kv_slots=3, max_seq_len=64))
+    torch.manual_seed(1)
+    ids = torch.randint(0, vocab, (2, prompt_len + steps))
+    with torch.no_grad():
+        reference = hf_model(model_dir)(ids).logits
+    a, b = Request(ids[0].tolist()), Request(ids[1].tolist())
+    a.slot, b.slot = 2, 0
+    half = prompt_len // 2
+    steps_plan = [[Chunk(a, 0, half), Chunk(b, 0, prompt_len)], [Chunk(a, half, half)]]
+    steps_plan += [[Chunk(a, p, 1), Chunk(b, p, 1)] for p in range(prompt_len, prompt_len + steps)]
+    for plan in steps_plan:
+        logits = runner.forward.logits(runner.hidden_states(plan))
+        row = 0
+        for chunk in plan:
+            expected = reference[0 if chunk.request is a else 1]
+            got = logits[row : row + chunk.length]
+            want = expected[chunk.start : chunk.start + chunk.length]
+            assert (got - want).abs().max().item() < 1e-4
+            row += chunk.length
+
+
+def test_forward_matches_transformers_on_a_tiny_model(tiny_model: Path) -> None:
+    assert_parity(tiny_model, vocab=300)
+
+
+def test_forward_matches_transformers_on_a_distilgpt2_shaped_model(tmp_path: Path) -> None:
+    model_dir = build_model_dir(
+        tmp_path / "distil",
+        n_layer=6,
+        n_embd=768,
+        n_head=12,
+        n_positions=1024,
+        vocab_size=50257,
+    )
+    assert_parity(model_dir, vocab=50257, prompt_len=16, steps=3)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path):
+    with Engine(tiny_model, EngineConfig(kv_slots=8, max_batch_size=8)) as running:
+        yield running
+
+
+def test_greedy_generation_matches_transformers_generate(engine: Engine, tiny_model: Path):
+    prompt = "the cat sat"
+    out = engine.generate_text(prompt, GREEDY)
+    ids = torch.tensor([engine.encode(prompt)])
+    expected = hf_model(tiny_model).generate(
+        ids, max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None
+    )
+    assert out.token_ids == expected[0, ids.shape[1] :].tolist()
+    assert out.finish_reason is FinishReason.LENGTH and out.output_tokens == 12
+
+
+async def _concurrently(engine: Engine, prompts: list[str], params: list[SamplingParams]):
+    async def one(prompt: str, p: SamplingParams) -> list[int]:
+        return [t async for e in engine.generate(prompt, p) for t in e.token_ids]
+
+    return await asyncio.gather(*(one(x, p) for x, p in zip(prompts, params, strict=True)))
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_concurrent_requests_give_the_tokens_they_give_alone(engine: Engine, sampled: bool):
+    prompts = [("the cat " * (i + 1)).strip() for i in range(6)]
+    params = [
+        SamplingParams(max_new_tokens=10 + i, temperature=0.9, top_k=50, top_p=0.9, seed=i)
+        if sampled
+        else GREEDY
+        for i in range(6)
+    ]
+    together = asyncio.run(_concurrently(engine, prompts, params))
+    alone = [engine.generate_text(x, p).token_ids for x, p in zip(prompts, params, strict=True)]
+    assert together == alone
+
+
+def test_penalties_and_min_new_tokens_are_applied(engine: Engine) -> None:
+    plain = engine.generate_text("hello", GREEDY).token_ids
+    penalized = engine.generate_text(
+        "hello", SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=5.0)
+    ).token_ids
+    assert len(set(penalized)) > len(set(plain))
+    eos_first = engine.generate_text("hello", SamplingParams(max_new_tokens=5, min_new_tokens=5))
+    assert len(eos_first.token_ids) == 5 and 0 not in eos_first.token_ids[:4]
+
+
+def test_stop_strings_match_across_token_boundaries(engine: Engine) -> None:
+    out = engine.generate_text("the mat", GREEDY)
+    pieces = [engine.tokenizer.decode([t]) for t in out.token_ids]
+    # A stop string made of the end of one token and the start of the next.
+    cut = next(i for i in range(1, len(pieces)) if len(pieces[i - 1]) > 1 and pieces[i])
+    before = "".join(pieces[: cut - 1]) + pieces[cut - 1][:-1]
+    stop = pieces[cut - 1][-1] + pieces[cut][0]
+    assert stop not in before
+    stopped = engine.generate_text("the mat", SamplingParams(**{**vars(GREEDY), "stop": (stop,)}))
+    assert stopped.finish_reason is FinishReason.STOP
+    assert stopped.text == before
+
+
+def test_streaming_never_emits_half_a_character(tiny_model: Path) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    # GPT-2's byte-level alphabet: printable bytes stand for themselves, the rest from 256 on.
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    others = [b for b in range(256) if b not in printable]
+
+    def byte_token(b: int) -> int:
+        return tokenizer.token_to_id(chr(b) if b in printable else chr(256 + others.index(b)))
+
+    # 漢 as three single-byte tokens, then one more character.
+    ids = [byte_token(b) for b in "漢".encode()] + tokenizer.encode("x").ids
+    detokenizer = Detokenizer(tokenizer)
+    shown = [detokenizer.add(ids[: i + 1])[0] for i in range(len(ids))]
+    assert shown == ["", "", "漢", "x"]
+
+
+def test_abort_frees_the_slot(engine: Engine) -> None:
+    async def abandon() -> None:
+        params = SamplingParams(max_new_tokens=100, temperature=0, ignore_eos=True)
+        async for _ in engine.generate("the cat", params):
+            assert engine.snapshot().running == 1
+            break
+
+    asyncio.run(abandon())
+    for _ in range(100):
+        if engine.snapshot().slots_used == 0:
+            break
+        time.sleep(0.01)
+    assert engine.snapshot().slots_used == 0
+
+
+def test_a_full_queue_raises_overloaded(tiny_model: Path) -> None:
+    stopped = Engine(tiny_model, EngineConfig(max_queue=2))  # never started: nothing drains
+    for _ in range(2):
+        stopped.submit(stopped.request("hello"))
+    with pytest.raises(Overloaded):
+        stopped.submit(stopped.request("hello"))
+
+
+def test_deadlines_end_requests_with_timeout(engine: Engine) -> None:
+    params = SamplingParams(max_new_tokens=100, temperature=0, ignore_eos=True)
+    out = engine.run(engine.request("hello", params=params, timeout=0.001))
+    assert out.finish_reason is FinishReason.TIMEOUT
+
+
+def test_score_matches_transformers(engine: Engine, tiny_model: Path) -> None:
+    prompt, continuation = "the cat", " sat on the mat"
+    scores = engine.score(prompt, continuation)
+    context, target = engine.encode(prompt), engine.encode(continuation)
+    ids = torch.tensor([context + target])
+    with torch.no_grad():
+        logprobs = hf_model(tiny_model)(ids).logits.log_softmax(-1)[0]
+    expected = [logprobs[len(context) - 1 + i, t].item() for i, t in enumerate(target)]
+    assert scores == pytest.approx(expected, abs=1e-4)
+
+
+def test_embed_matches_transformers_hidden_states(engine: Engine, tiny_model: Path) -> None:
+    ids = torch.tensor([engine.encode("hello world, the cat sat")])
+    with torch.no_grad():
+        hidden = hf_model(tiny_model)(ids, output_hidden_states=True).hidden_states[-1][0]
+    assert engine.embed("hello world, the cat sat") == pytest.approx(
+        hidden.mean(0).tolist(), abs=1e-4
+    )
+    assert engine.embed("hello world, the cat sat", pooling="last") == pytest.approx(
+        hidden[-1].tolist(), abs=1e-4
+    )
+
+
+def test_chunked_prefill_keeps_score_and_embed_exact(tiny_model: Path, engine: Engine) -> None:
+    with Engine(tiny_model, EngineConfig(max_batch_tokens=5)) as small_steps:
+        text = "hello world, the cat sat on the mat"
+        assert small_steps.embed(text) == pytest.approx(engine.embed(text), abs=1e-5)
+        assert small_steps.score("the", text) == pytest.approx(engine.score("the", text), abs=1e-5)
+
+
+def test_bad_requests_are_refused_with_the_reason(engine: Engine) -> None:
+    with pytest.raises(EngineError, match="temperature=-1"):
+        engine.submit(engine.request("hi", params=SamplingParams(temperature=-1)))
+    with pytest.raises(EngineError, match="context holds 128"):
+        engine.submit(engine.request(list(range(1, 200))))
+    with pytest.raises(EngineError, match="empty"):
+        engine.submit(Request([], Kind.GENERATE))
+
+
+def test_nan_logits_fail_only_that_request(tmp_path: Path) -> None:
+    model_dir = build_model_dir(tmp_path / "broken")
+    weights = load_file(model_dir / "model.safetensors")
+    weights["transformer.ln_f.bias"][0] = float("nan")
+    save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
+    with Engine(model_dir) as broken:
+        out = broken.generate_text("hello", GREEDY)
+        assert out.finish_reason is FinishReason.ERROR and "NaN" in out.error
+        assert broken.alive
+
+
+def test_int8_generation_stays_close(tiny_model: Path, engine: Engine) -> None:
+    with Engine(tiny_model, EngineConfig(quantize="int8")) as int8:
+        fp32 = engine.score("the", " cat sat on the mat")
+        quantized = int8.score("the", " cat sat on the mat")
+    assert quantized != fp32
+    assert sum(quantized) == pytest.approx(sum(fp32), rel=0.05)
+
+
+def test_unsupported_models_are_refused(tmp_path: Path, tiny_model: Path) -> None:
+    import shutil
+
+    other = shutil.copytree(tiny_model, tmp_path / "other")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
+    with pytest.raises(Exception, match="'llama' model; serving needs GPT-2"):
+        Runner(other)

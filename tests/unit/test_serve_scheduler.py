@@ -1,0 +1,131 @@
+"""The scheduler on its own: fabricated requests, no model, no torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.errors import EngineError
+from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
+from lmforge.serve.scheduler import Overloaded, Scheduler, SchedulerConfig
+
+
+def request(n_prompt: int, **kw) -> Request:
+    return Request(list(range(1, n_prompt + 1)), **kw)
+
+
+def run(scheduler: Scheduler, plan, token: int = 7) -> None:
+    """Stand in for the runner: mark the chunks computed and give generate requests a token."""
+    for chunk in plan.chunks:
+        chunk.request.num_computed += chunk.length
+        done = chunk.request.in_prefill or chunk.request.kind is not Kind.GENERATE
+        if not done and (reason := scheduler.on_token(chunk.request, token)):
+            scheduler.finish(chunk.request, reason)
+
+
+def test_admission_is_limited_by_free_slots_and_first_come_first_served() -> None:
+    scheduler = Scheduler(SchedulerConfig(kv_slots=2, max_batch_size=8, max_batch_tokens=100))
+    requests = [request(3) for _ in range(3)]
+    for r in requests:
+        scheduler.add(r)
+    plan = scheduler.schedule()
+    assert [c.request for c in plan.chunks] == requests[:2]
+    assert {r.slot for r in requests[:2]} == {0, 1}
+    assert list(scheduler.waiting) == [requests[2]]
+    run(scheduler, plan)
+    scheduler.finish(requests[0], FinishReason.STOP)
+    plan = scheduler.schedule()
+    assert requests[2].slot == 0
+    assert [(c.request, c.length) for c in plan.chunks] == [(requests[1], 1), (requests[2], 3)]
+
+
+def test_max_batch_size_caps_running_requests() -> None:
+    scheduler = Scheduler(SchedulerConfig(kv_slots=8, max_batch_size=3, max_batch_tokens=100))
+    for _ in range(5):
+        scheduler.add(request(2))
+    assert len(scheduler.schedule().chunks) == 3
+    assert len(scheduler.waiting) == 2
+
+
+def test_decodes_come_before_prefill_and_long_prompts_are_chunked() -> None:
+    scheduler = Scheduler(SchedulerConfig(kv_slots=4, max_batch_size=4, max_batch_tokens=10))
+    short = request(4)
+    scheduler.add(short)
+    run(scheduler, scheduler.schedule())
+    long = request(25)
+    scheduler.add(long)
+    starts = []
+    for _ in range(3):
+        plan = scheduler.schedule()
+        # The running decode is always planned first and costs one token of the budget.
+        assert plan.chunks[0].request is short and plan.chunks[0].length == 1
+        assert sum(c.length for c in plan.chunks) <= 10
+        starts.append((plan.chunks[1].start, plan.chunks[1].length))
+        run(scheduler, plan)
+    assert starts == [(0, 9), (9, 9), (18, 7)]
+    assert not long.in_prefill and len(long.output_ids) == 1
+
+
+def test_a_full_queue_raises_overloaded_at_once() -> None:
+    scheduler = Scheduler(SchedulerConfig(max_queue=2))
+    scheduler.add(request(2))
+    scheduler.add(request(2))
+    with pytest.raises(Overloaded, match="queue is full"):
+        scheduler.add(request(2))
+
+
+def test_abort_frees_the_slot_at_the_next_step() -> None:
+    scheduler = Scheduler(SchedulerConfig(kv_slots=1))
+    first, second = request(2), request(2)
+    scheduler.add(first)
+    scheduler.add(second)
+    run(scheduler, scheduler.schedule())
+    first.aborted = True
+    plan = scheduler.schedule()
+    assert plan.finished == [first] and first.finish_reason is FinishReason.ABORT
+    assert [c.request for c in plan.chunks] == [second] and second.slot == 0
+
+
+def test_deadlines_time_out_queued_and_running_requests() -> None:
+    scheduler = Scheduler(SchedulerConfig(kv_slots=1))
+    running, queued = request(2, deadline=10.0), request(2, deadline=5.0)
+    scheduler.add(running)
+    scheduler.add(queued)
+    run(scheduler, scheduler.schedule(now=0.0))
+    assert scheduler.schedule(now=6.0).finished == [queued]
+    assert scheduler.schedule(now=11.0).finished == [running]
+    assert running.finish_reason is FinishReason.TIMEOUT and scheduler.slots_used == 0
+
+
+def test_sequences_reaching_the_context_finish_with_length() -> None:
+    scheduler = Scheduler(SchedulerConfig(max_seq_len=8))
+    r = request(5, params=SamplingParams(max_new_tokens=100))
+    scheduler.add(r)
+    for _ in range(10):
+        run(scheduler, scheduler.schedule())
+    assert r.finish_reason is FinishReason.LENGTH and r.num_tokens == 8
+
+
+def test_max_new_tokens_finishes_with_length() -> None:
+    scheduler = Scheduler(SchedulerConfig())
+    r = request(3, params=SamplingParams(max_new_tokens=4))
+    scheduler.add(r)
+    while not r.finished:
+        run(scheduler, scheduler.schedule())
+    assert len(r.output_ids) == 4 and r.finish_reason is FinishReason.LENGTH
+
+
+def test_prompts_longer_than_the_context_are_refused() -> None:
+    scheduler = Scheduler(SchedulerConfig(max_seq_len=8))
+    with pytest.raises(EngineError, match="8 tokens; the context holds 8"):
+        scheduler.add(request(8))
+    scheduler.add(request(8, kind=Kind.SCORE))
+
+
+def test_bad_config_names_every_problem() -> None:
+    with pytest.raises(EngineError, match=r"kv_slots=0.*max_queue=-1"):
+        Scheduler(SchedulerConfig(kv_slots=0, max_queue=-1))
+
+
+def test_sampling_params_name_bad_values() -> None:
+    problems = SamplingParams(temperature=-1, top_p=0, stop=("",)).problems()
+    assert [p.split("=")[0] for p in problems] == ["temperature", "top_p", "stop"]
