@@ -167,6 +167,7 @@ def test_a_full_queue_raises_overloaded(tiny_model: Path) -> None:
         stopped.submit(stopped.request("hello"))
     with pytest.raises(Overloaded):
         stopped.submit(stopped.request("hello"))
+    stopped.shutdown(drain_seconds=0)
 
 
 def test_deadlines_end_requests_with_timeout(engine: Engine) -> None:

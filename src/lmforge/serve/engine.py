@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import EngineError
-from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
+from lmforge.serve.request import (
+    FinishReason,
+    InvalidRequest,
+    Kind,
+    Request,
+    SamplingParams,
+)
 from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler, SchedulerConfig
 from lmforge.serve.text import Detokenizer, load_tokenizer
 
@@ -54,10 +60,33 @@ class Event:
     output_tokens: int = 0
     scores: list[float] | None = None
     embedding: list[float] | None = None
+    queued_seconds: float | None = None
+    first_token_seconds: float | None = None
 
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    def absorb(self, event: Event) -> None:
+        """Add a later event of the same request (for callers that want the whole result)."""
+        self.text += event.text
+        self.token_ids += event.token_ids
+        self.logprobs += event.logprobs
+        if event.finished:
+            for name in FINAL_FIELDS:
+                setattr(self, name, getattr(event, name))
+
+
+FINAL_FIELDS = (
+    "finish_reason",
+    "error",
+    "prompt_tokens",
+    "output_tokens",
+    "scores",
+    "embedding",
+    "queued_seconds",
+    "first_token_seconds",
+)
 
 
 class Stream:
@@ -65,22 +94,35 @@ class Stream:
     consumer."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[Event] | queue.Queue[Event] = (
+        self.loop = loop
+        self.queue: asyncio.Queue[Event] | queue.Queue[Event] = (
             asyncio.Queue() if loop else queue.Queue()
         )
 
-    def put(self, event: Event) -> None:
-        if self._loop is None:
-            self._queue.put(event)
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-
     async def next_async(self) -> Event:
-        return await self._queue.get()  # type: ignore[misc]
+        return await self.queue.get()  # type: ignore[misc]
 
     def next_blocking(self, timeout: float | None = None) -> Event:
-        return self._queue.get(timeout=timeout)  # type: ignore[call-arg]
+        return self.queue.get(timeout=timeout)  # type: ignore[call-arg]
+
+
+def _put_all(items: list[tuple[Stream, Event]]) -> None:
+    for stream, event in items:
+        stream.queue.put_nowait(event)
+
+
+def deliver(outbox: list[tuple[Stream, Event]]) -> None:
+    """Hand a step's events over with one wake-up per event loop: a wake-up per event makes
+    the consumer's thread fight the engine thread for the GIL dozens of times a step."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Stream, Event]]] = {}
+    for stream, event in outbox:
+        if stream.loop is None:
+            stream.queue.put_nowait(event)
+        else:
+            by_loop.setdefault(stream.loop, []).append((stream, event))
+    for loop, items in by_loop.items():
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_put_all, items)
 
 
 @dataclass
@@ -98,23 +140,32 @@ class Stats:
 
 
 class Engine:
-    def __init__(self, model_dir: Path | str, config: EngineConfig | None = None) -> None:
-        from lmforge.serve.runner import Runner, RunnerConfig
+    """Loads the model on its own thread, which then runs the loop once `start()` is called.
+    The thread that runs the steps must be the one that built the model: PyTorch's CPU
+    kernels measured about 35% slower when weights were prepared on another thread."""
 
+    def __init__(self, model_dir: Path | str, config: EngineConfig | None = None) -> None:
         config = config or EngineConfig()
         self.model_dir = Path(model_dir)
-        self.runner = Runner(
-            self.model_dir,
-            RunnerConfig(
-                config.device,
-                config.dtype,
-                config.quantize,
-                config.kv_slots,
-                config.max_seq_len,
-                config.threads,
-            ),
-        )
+        self.config = config
         self.tokenizer = load_tokenizer(self.model_dir)
+        self.stats = Stats(slots_total=config.kv_slots)
+        self.dead: str | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._consecutive_failures = 0
+        self._outbox: list[tuple[Stream, Event]] = []  # events of this step, sent after it
+        # Called on the engine thread after every step with (step seconds, batch size).
+        self.step_observers: list[Any] = []
+        self._loaded = threading.Event()
+        self._go = threading.Event()
+        self._load_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="lmforge-engine", daemon=True)
+        self._thread.start()
+        self._loaded.wait()
+        if self._load_error is not None:
+            raise self._load_error
         self.eos_id = self.runner.eos_id
         self.max_seq_len = self.runner.max_seq_len
         self.scheduler = Scheduler(
@@ -126,28 +177,41 @@ class Engine:
                 self.max_seq_len,
             )
         )
-        self.config = config
-        self.stats = Stats(slots_total=config.kv_slots)
-        self.dead: str | None = None
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._consecutive_failures = 0
-        # Called on the engine thread after every step with (step seconds, batch size).
-        self.step_observers: list[Any] = []
+
+    def _main(self) -> None:
+        from lmforge.serve.runner import Runner, RunnerConfig
+
+        config = self.config
+        try:
+            self.runner = Runner(
+                self.model_dir,
+                RunnerConfig(
+                    config.device,
+                    config.dtype,
+                    config.quantize,
+                    config.kv_slots,
+                    config.max_seq_len,
+                    config.threads,
+                ),
+            )
+        except BaseException as exc:
+            self._load_error = exc
+            return
+        finally:
+            self._loaded.set()
+        self._go.wait()
+        if not self._stopping:
+            self._loop()
 
     # lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> Engine:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="lmforge-engine", daemon=True)
-            self._thread.start()
+        self._go.set()
         return self
 
     @property
     def alive(self) -> bool:
-        return self.dead is None and self._thread is not None and self._thread.is_alive()
+        return self.dead is None and self._go.is_set() and self._thread.is_alive()
 
     def shutdown(self, drain_seconds: float = 10.0) -> None:
         """Let running and queued requests finish for up to `drain_seconds`, abort the rest,
@@ -163,8 +227,8 @@ class Engine:
                 request.aborted = True
             self._stopping = True
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._go.set()
+        self._thread.join(timeout=30)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -185,11 +249,11 @@ class Engine:
         if self._stopping:
             raise EngineError("the engine is shutting down")
         if request.kind is Kind.GENERATE and (problems := request.params.problems()):
-            raise EngineError("bad sampling parameters: " + "; ".join(problems))
+            raise InvalidRequest("bad sampling parameters: " + "; ".join(problems))
         if not request.prompt_ids:
-            raise EngineError("the prompt is empty; give at least one token")
+            raise InvalidRequest("the prompt is empty; give at least one token")
         if request.kind is Kind.SCORE and not 0 < request.score_from < len(request.prompt_ids):
-            raise EngineError("a score request needs a non-empty text after its prompt")
+            raise InvalidRequest("a score request needs a non-empty text after its prompt")
         stream = Stream(loop)
         request.sink = (stream, Detokenizer(self.tokenizer, request.params.stop))
         with self._lock:
@@ -215,9 +279,13 @@ class Engine:
         deadline = time.monotonic() + timeout if timeout else None
         return Request(ids, kind, params or SamplingParams(), deadline=deadline, **fields)
 
-    async def stream(self, request: Request) -> AsyncIterator[Event]:
-        """Submit and yield the request's events; leaving early (or being cancelled) aborts it."""
+    def events(self, request: Request) -> AsyncIterator[Event]:
+        """Submit now (so `Overloaded` and bad requests raise here, before any response has
+        started) and return the request's events; leaving early or being cancelled aborts it."""
         stream = self.submit(request, asyncio.get_running_loop())
+        return self._follow(request, stream)
+
+    async def _follow(self, request: Request, stream: Stream) -> AsyncIterator[Event]:
         try:
             while True:
                 event = await stream.next_async()
@@ -231,30 +299,27 @@ class Engine:
     async def generate(
         self, prompt: str | list[int], params: SamplingParams | None = None, **kw: Any
     ) -> AsyncIterator[Event]:
-        async for event in self.stream(self.request(prompt, Kind.GENERATE, params, **kw)):
+        async for event in self.events(self.request(prompt, Kind.GENERATE, params, **kw)):
             yield event
 
     def run(self, request: Request) -> Event:
-        """Blocking: submit and wait; returns one event with the whole text and token ids."""
+        """Blocking: submit and wait; one event with the whole text and token ids."""
         stream = self.submit(request)
         merged = Event(request.request_id)
         try:
-            while True:
-                event = stream.next_blocking()
-                merged.text += event.text
-                merged.token_ids += event.token_ids
-                merged.logprobs += event.logprobs
-                if event.finished:
-                    for name in ("finish_reason", "error", "scores", "embedding"):
-                        setattr(merged, name, getattr(event, name))
-                    merged.prompt_tokens, merged.output_tokens = (
-                        event.prompt_tokens,
-                        event.output_tokens,
-                    )
-                    return merged
+            while not merged.finished:
+                merged.absorb(stream.next_blocking())
+            return merged
         finally:
             if not request.finished:
                 self.abort(request)
+
+    async def complete(self, request: Request) -> Event:
+        """Async: submit and wait; one event with the whole text and token ids."""
+        merged = Event(request.request_id)
+        async for event in self.events(request):
+            merged.absorb(event)
+        return merged
 
     def generate_text(self, prompt: str, params: SamplingParams | None = None, **kw: Any) -> Event:
         return self.run(self.request(prompt, Kind.GENERATE, params, **kw))
@@ -302,6 +367,7 @@ class Engine:
                         self._emit_final(request)
                 if plan.chunks:
                     self._step(plan.chunks)
+                self._flush()
         except BaseException as exc:
             self._die(f"{type(exc).__name__}: {exc}")
             raise
@@ -374,7 +440,7 @@ class Engine:
                 {"token_id": token.token_id, "logprob": token.logprob, "top": token.top_logprobs}
             ]
         if reason is None:
-            return stream.put(event)
+            return self._outbox.append((stream, event))
         self.scheduler.finish(request, reason)
         self._emit_final(request, event)
 
@@ -387,8 +453,17 @@ class Engine:
         event.output_tokens = len(request.output_ids)
         if request.kind is Kind.SCORE:
             event.scores = request.scores
+        if request.scheduled_at is not None:
+            event.queued_seconds = request.scheduled_at - request.arrival
+        if request.first_token_at is not None:
+            event.first_token_seconds = request.first_token_at - request.arrival
         self.runner.release(request)
-        request.sink[0].put(event)
+        self._outbox.append((request.sink[0], event))
+
+    def _flush(self) -> None:
+        with self._lock:
+            outbox, self._outbox = self._outbox, []
+        deliver(outbox)
 
     def _die(self, reason: str) -> None:
         """Mark the engine dead and fail every request it holds."""
@@ -398,5 +473,6 @@ class Engine:
             held = [*self.scheduler.running, *self.scheduler.waiting]
             for request in held:
                 self.scheduler.finish(request, FinishReason.ERROR, "the engine stopped")
-        for request in held:
-            self._emit_final(request)
+            for request in held:
+                self._emit_final(request)
+        self._flush()

@@ -10,6 +10,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from lmforge.errors import EngineError
+
+
+class InvalidRequest(EngineError):
+    """A request the engine cannot run as given (the caller's mistake)."""
+
+
+class PromptTooLong(InvalidRequest):
+    """The prompt leaves no room in the model's context."""
+
 
 class Kind(StrEnum):
     GENERATE = "generate"

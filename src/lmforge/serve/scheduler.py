@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from lmforge.errors import EngineError
-from lmforge.serve.request import FinishReason, Kind, Request, Status
+from lmforge.serve.request import FinishReason, Kind, PromptTooLong, Request, Status
 
 
 class Overloaded(EngineError):
@@ -82,7 +82,7 @@ class Scheduler:
             )
         needed = request.num_tokens + (request.kind is Kind.GENERATE)
         if needed > self.config.max_seq_len:
-            raise EngineError(
+            raise PromptTooLong(
                 f"the prompt has {request.num_tokens} tokens; the context holds "
                 f"{self.config.max_seq_len} including at least one new token"
             )

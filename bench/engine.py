@@ -1,0 +1,270 @@
+"""Engine benchmark (issue 6): our continuous-batching engine against transformers `generate`
+(one request at a time, and static batches) and CTranslate2, in one run on this machine.
+
+Model: distilgpt2-shaped (6 layers, 768 wide, 12 heads, vocab 50257), random weights.
+Workload: 64 requests, 32-token prompts, 64 new tokens each, greedy, ignore_eos.
+
+    python bench/engine.py [--out DIR] [--only ours|transformers|ctranslate2] [--ppl-model DIR]
+
+Prints a table and writes engine.json; also a profile of one batch-32 decode step and, when a
+trained model dir is given with --ppl-model, the perplexity change from int8 weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lmforge.serve.engine import Engine, EngineConfig
+from lmforge.serve.request import SamplingParams
+
+REQUESTS, PROMPT, NEW = 64, 32, 64
+VOCAB = 50257
+
+
+def build_model(path: Path) -> Path:
+    if (path / "model.safetensors").exists():
+        return path
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=6, n_embd=768, n_head=12, n_positions=1024, vocab_size=VOCAB)
+    GPT2LMHeadModel(config).eval().save_pretrained(path)
+    write_full_size_tokenizer(path / "tokenizer.json")
+    return path
+
+
+def write_full_size_tokenizer(path: Path) -> None:
+    """A byte-level BPE with GPT-2's 50,257 entries (256 bytes, 50,000 two-byte merges and
+    <|endoftext|>), so that converters which check the vocabulary size accept the model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    merges = []
+    for a in alphabet:
+        for b in alphabet:
+            if len(vocab) == VOCAB - 1:
+                break
+            vocab[a + b] = len(vocab)
+            merges.append((a, b))
+    vocab["<|endoftext|>"] = VOCAB - 1
+    tokenizer = Tokenizer(models.BPE(vocab, merges))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(["<|endoftext|>"])
+    tokenizer.save(str(path))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def row(name: str, tokens: int, seconds: float, ttft: list[float]) -> dict:
+    return {
+        "system": name,
+        "output_tokens_per_s": tokens / seconds,
+        "ttft_p50_ms": 1000 * percentile(ttft, 50),
+        "ttft_p99_ms": 1000 * percentile(ttft, 99),
+        "seconds": seconds,
+        "requests": len(ttft),
+    }
+
+
+def ours(engine: Engine, prompts: list[list[int]], concurrency: int, label: str) -> dict:
+    params = SamplingParams(max_new_tokens=NEW, temperature=0, ignore_eos=True)
+
+    async def main() -> tuple[int, list[float]]:
+        gate = asyncio.Semaphore(concurrency)
+        ttft: list[float] = []
+
+        async def one(ids: list[int]) -> int:
+            async with gate:
+                start, count = time.perf_counter(), 0
+                async for event in engine.generate(ids, params):
+                    if not count and event.token_ids:
+                        ttft.append(time.perf_counter() - start)
+                    count += len(event.token_ids)
+                return count
+
+        counts = await asyncio.gather(*(one(p) for p in prompts))
+        return sum(counts), ttft
+
+    start = time.perf_counter()
+    tokens, ttft = asyncio.run(main())
+    return row(f"{label} c={concurrency}", tokens, time.perf_counter() - start, ttft)
+
+
+def static_batches(name: str, prompts: list[list[int]], batch: int, generate) -> dict:
+    """A static-batching server with every request queued at t=0: each batch starts when the
+    previous one ends, so a request's TTFT is the time of the batches before its own plus its
+    batch's first-token time (measured by a one-token run that is not counted as work)."""
+    busy, ttft, tokens = 0.0, [], 0
+    for i in range(0, len(prompts), batch):
+        group = prompts[i : i + batch]
+        probe = time.perf_counter()
+        generate(group, 1)
+        first = time.perf_counter() - probe
+        started = time.perf_counter()
+        tokens += sum(len(out) for out in generate(group, NEW))
+        ttft += [busy + first] * len(group)
+        busy += time.perf_counter() - started
+    return row(name, tokens, busy, ttft)
+
+
+def transformers_generate(model_dir: Path):
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+
+    def generate(group: list[list[int]], new: int) -> list[list[int]]:
+        ids = torch.tensor(group)
+        with torch.inference_mode():
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new,
+                min_new_tokens=new,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        return out[:, ids.shape[1] :].tolist()
+
+    return generate
+
+
+def ctranslate2_generate(model_dir: Path, out: Path, quantization: str):
+    import ctranslate2
+
+    converted = out / f"ct2-{quantization}"
+    if not converted.exists():
+        converter = Path(sys.executable).parent / "ct2-transformers-converter"
+        command = [str(converter), "--model", str(model_dir), "--output_dir", str(converted)]
+        subprocess.run([*command, "--quantization", quantization], check=True)
+    generator = ctranslate2.Generator(
+        str(converted),
+        device="cpu",
+        compute_type=quantization,
+        intra_threads=torch.get_num_threads(),
+    )
+    # CTranslate2 takes token strings: map our ids through its vocabulary.
+    vocabulary = json.loads((converted / "vocabulary.json").read_text(encoding="utf-8"))
+
+    def generate(group: list[list[int]], new: int) -> list[list[int]]:
+        results = generator.generate_batch(
+            [[vocabulary[t] for t in p] for p in group],
+            max_length=new,
+            min_length=new,
+            sampling_topk=1,
+            include_prompt_in_result=False,
+        )
+        return [r.sequences_ids[0] for r in results]
+
+    return generate
+
+
+def profile_step(engine: Engine, prompts: list[list[int]]) -> str:
+    """Profile of decode steps at batch 32: where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    params = SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True)
+    requests = [engine.request(p, params=params) for p in prompts[:32]]
+
+    async def main() -> None:
+        async def one(request) -> None:
+            async for _ in engine.events(request):
+                pass
+
+        await asyncio.gather(*(one(r) for r in requests))
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        asyncio.run(main())
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+
+
+def int8_perplexity(model_dir: Path, lines: list[str]) -> dict:
+    import math
+
+    results = {}
+    for quantize in ("none", "int8"):
+        with Engine(model_dir, EngineConfig(quantize=quantize)) as engine:
+            total, count = 0.0, 0
+            for line in lines:
+                scores = engine.score("", line)
+                total, count = total - sum(scores), count + len(scores)
+            results[quantize] = math.exp(total / count)
+    results["change_percent"] = 100 * (results["int8"] / results["none"] - 1)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/out/engine"))
+    parser.add_argument(
+        "--naive-requests",
+        type=int,
+        default=8,
+        help="requests for transformers one-at-a-time (its rate is per request)",
+    )
+    parser.add_argument(
+        "--ppl-model", type=Path, help="a trained model dir for the int8 ppl change"
+    )
+    parser.add_argument("--ppl-text", type=Path, default=Path("../shared/data/ptb/ptb.test.txt"))
+    parser.add_argument("--only", choices=("ours", "transformers", "ctranslate2"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_dir = build_model(args.out / "distilgpt2-random")
+    generator = torch.Generator().manual_seed(0)
+    prompts = torch.randint(0, VOCAB, (REQUESTS, PROMPT), generator=generator).tolist()
+    results = []
+
+    def report(entry: dict) -> None:
+        results.append(entry)
+        print(
+            f"{entry['system']:<34} {entry['output_tokens_per_s']:>9.1f} tok/s"
+            f"  TTFT p50 {entry['ttft_p50_ms']:>8.1f} ms  p99 {entry['ttft_p99_ms']:>8.1f} ms",
+            flush=True,
+        )
+
+    print(f"threads: {torch.get_num_threads()}  torch {torch.__version__}")
+    profile = ""
+    for quantize in ("none", "int8") if args.only in (None, "ours") else ():
+        label = "lmforge fp32" if quantize == "none" else "lmforge int8"
+        with Engine(model_dir, EngineConfig(quantize=quantize)) as engine:
+            ours(engine, prompts[:8], 8, "warm-up")
+            for concurrency in (1, 8, 32):
+                report(ours(engine, prompts, concurrency, label))
+            if quantize == "none":
+                profile = profile_step(engine, prompts)
+    if args.only in (None, "transformers"):
+        hf = transformers_generate(model_dir)
+        naive = prompts[: args.naive_requests]
+        report(static_batches("(a) transformers 1 at a time", naive, 1, hf))
+        for batch in (8, 32):
+            report(static_batches(f"(b) transformers batch {batch}", prompts, batch, hf))
+    if args.only in (None, "ctranslate2"):
+        for quantization in ("float32", "int8"):
+            ct2 = ctranslate2_generate(model_dir, args.out, quantization)
+            for batch in (8, 32):
+                name = f"(c) ctranslate2 {quantization} batch {batch}"
+                report(static_batches(name, prompts, batch, ct2))
+    if profile:
+        print("\nprofile of batch-32 decode steps (lmforge fp32):\n" + profile)
+    extra = {}
+    if args.ppl_model:
+        lines = [x for x in args.ppl_text.read_text().splitlines() if x.strip()][:200]
+        extra["int8_perplexity"] = int8_perplexity(args.ppl_model, lines)
+        print("int8 perplexity change:", extra["int8_perplexity"])
+    (args.out / "engine.json").write_text(json.dumps({"results": results, **extra}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Prometheus metrics, all named `lmforge_*`, with buckets that reach minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+PER_TOKEN = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+TOKENS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "lmforge_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.duration = Histogram(
+            "lmforge_request_duration_seconds",
+            "Request latency",
+            ["route"],
+            buckets=LATENCY,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            "lmforge_queue_time_seconds", "Time waiting for a KV slot", buckets=LATENCY, registry=r
+        )
+        self.ttft = Histogram(
+            "lmforge_time_to_first_token_seconds",
+            "Time to first token",
+            buckets=LATENCY,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "lmforge_time_per_output_token_seconds",
+            "Time per output token after the first",
+            buckets=PER_TOKEN,
+            registry=r,
+        )
+        self.prompt_tokens = Histogram(
+            "lmforge_prompt_tokens", "Prompt tokens per request", buckets=TOKENS, registry=r
+        )
+        self.generated_tokens = Histogram(
+            "lmforge_generated_tokens", "Generated tokens per request", buckets=TOKENS, registry=r
+        )
+        self.step_seconds = Histogram(
+            "lmforge_engine_step_seconds", "Engine step time", buckets=LATENCY, registry=r
+        )
+        self.rejections = Counter(
+            "lmforge_rejections", "Requests refused, by reason", ["reason"], registry=r
+        )
+        self.queue_size = Gauge("lmforge_queue_size", "Requests waiting", registry=r)
+        self.running = Gauge("lmforge_running_batch_size", "Requests running", registry=r)
+        self.slot_usage = Gauge("lmforge_kv_slot_usage", "Fraction of KV slots in use", registry=r)
+        self.in_flight = Gauge("lmforge_http_in_flight", "HTTP requests in progress", registry=r)
+        self.ready = Gauge("lmforge_ready", "1 when ready to serve", registry=r)
+        self.model = Info("lmforge_model", "The served model", registry=r)
+
+    def observe_generation(self, event: Any, seconds: float) -> None:
+        """Per-request engine timings from a finished event."""
+        if event.queued_seconds is not None:
+            self.queue_time.observe(event.queued_seconds)
+        if event.first_token_seconds is not None:
+            self.ttft.observe(event.first_token_seconds)
+            if event.output_tokens > 1:
+                per_token = (seconds - event.first_token_seconds) / (event.output_tokens - 1)
+                self.tpot.observe(max(per_token, 0.0))
+        self.prompt_tokens.observe(event.prompt_tokens)
+        self.generated_tokens.observe(event.output_tokens)
+
+    def refresh(self, stats: Any, ready: bool) -> None:
+        self.queue_size.set(stats.waiting)
+        self.running.set(stats.running)
+        self.slot_usage.set(stats.slots_used / max(stats.slots_total, 1))
+        self.ready.set(1 if ready else 0)

@@ -1,0 +1,140 @@
+"""ASGI middleware (plain ASGI, so streaming responses pass through untouched): request IDs in
+and out and in every log line, JSON access logs with per-route metrics, and the body limit."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from lmforge.serve.metrics import Metrics
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access_log = logging.getLogger("lmforge.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every log record made while a request is handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+def error_body(status: int, kind: str, message: str, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"type": kind, "message": message, "param": param}}).encode()
+
+
+async def send_json(send: Any, status: int, body: bytes, headers: list | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContext:
+    """Request ID (taken from a well-formed `X-Request-ID` or made up), echoed in the response;
+    one access-log line and the request metrics when the response ends."""
+
+    def __init__(self, app: Any, metrics: Metrics, routes: set[str], log_access: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+        self.log_access = log_access
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = 500
+        started = time.perf_counter()
+        path = scope["path"]
+        route = path if path in self.routes else "other"
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.duration.labels(route).observe(elapsed)
+            if self.log_access:
+                client = scope.get("client") or ("-", 0)
+                access_log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    path,
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(1000 * elapsed, 2),
+                        "client": client[0],
+                    },
+                )
+            request_id.reset(token)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading an over-long body; FastAPI passes HTTP exceptions on to the error
+    handlers, which answer 413 in the API's error shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+
+
+class BodyLimit:
+    """413 for bodies over `limit` bytes: at once from Content-Length, or while reading a body
+    sent without one."""
+
+    def __init__(self, app: Any, limit: int, metrics: Metrics) -> None:
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            self.metrics.rejections.labels("body_too_large").inc()
+            refusal = BodyTooLarge(self.limit)
+            body = error_body(413, "request_too_large", refusal.detail)
+            return await send_json(send, 413, body)
+        received = 0
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    self.metrics.rejections.labels("body_too_large").inc()
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted_receive, send)

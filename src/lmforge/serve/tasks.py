@@ -1,0 +1,96 @@
+"""Classify, match, summarize and embed, built on engine requests. Each task submits all its
+requests at once, so the engine batches them; cancelling the caller aborts them all."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lmforge.errors import EngineError
+from lmforge.serve.engine import Engine, Event
+from lmforge.serve.request import FinishReason, Kind, SamplingParams
+
+SUMMARY_CUE = "\nTL;DR:"
+
+
+class RequestTimedOut(EngineError):
+    """A request passed its deadline."""
+
+
+def checked(event: Event) -> Event:
+    """The event of a request that completed, or the engine's reason why not."""
+    if event.finish_reason is FinishReason.TIMEOUT:
+        raise RequestTimedOut("the request passed its deadline")
+    if event.finish_reason is FinishReason.ERROR:
+        raise EngineError(f"the engine failed the request: {event.error}")
+    return event
+
+
+async def _all(engine: Engine, requests: list[Any]) -> list[Event]:
+    """Run requests concurrently; if one fails or the caller is cancelled, abort the others."""
+    tasks = [asyncio.ensure_future(engine.complete(r)) for r in requests]
+    try:
+        return [checked(e) for e in await asyncio.gather(*tasks)]
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def label_scores(
+    engine: Engine, texts: list[str], labels: list[str], template: str, timeout: float
+) -> list[dict[str, float]]:
+    """Zero-shot classification by label scoring: P(label | prompt) from the summed
+    log-probabilities of each label's tokens, normalised over the candidate labels."""
+    requests = []
+    for text in texts:
+        context = engine.encode(template.replace("{text}", text))
+        for label in labels:
+            ids = context + engine.encode(" " + label.strip())
+            requests.append(
+                engine.request(ids, Kind.SCORE, timeout=timeout, score_from=len(context))
+            )
+    events = await _all(engine, requests)
+    results = []
+    for i in range(len(texts)):
+        totals = [sum(e.scores or []) for e in events[i * len(labels) : (i + 1) * len(labels)]]
+        top = max(totals)
+        weights = [math.exp(t - top) for t in totals]
+        results.append({label: w / sum(weights) for label, w in zip(labels, weights, strict=True)})
+    return results
+
+
+async def embeddings(
+    engine: Engine, inputs: list[str | list[int]], timeout: float, pooling: str = "mean"
+) -> tuple[list[list[float]], int]:
+    """(unit-length embeddings, prompt tokens used)."""
+    requests = [engine.request(x, Kind.EMBED, timeout=timeout, pooling=pooling) for x in inputs]
+    events = await _all(engine, requests)
+    vectors = []
+    for event in events:
+        norm = math.sqrt(sum(v * v for v in event.embedding or [])) or 1.0
+        vectors.append([v / norm for v in event.embedding or []])
+    return vectors, sum(e.prompt_tokens for e in events)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    """Cosine of two unit vectors."""
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@dataclass
+class Summary:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+async def summarize(engine: Engine, text: str, max_new_tokens: int, timeout: float) -> Summary:
+    """'TL;DR:' prompting (GPT-2's own zero-shot summarizer), greedy, ending at a newline."""
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens, temperature=0, repetition_penalty=1.2, stop=("\n",)
+    )
+    request = engine.request(text.strip() + SUMMARY_CUE, Kind.GENERATE, params, timeout=timeout)
+    event = checked(await engine.complete(request))
+    return Summary(event.text.strip(), event.prompt_tokens, event.output_tokens)
