@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-unit lint format bench-data bench-train clean
+.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-engine bench-serve clean
 
 # torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
 # another package pull torch in) downloads a multi-GB CUDA build.
@@ -40,6 +40,16 @@ bench-data: install
 
 bench-train: install
 	bash bench/train_ptb.sh bench/out
+
+# Our engine against transformers generate and CTranslate2 (installed here, only for this).
+# --ppl-model: the PTB teacher from bench-train, for the int8 perplexity change.
+bench-engine: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/engine.py $(if $(wildcard bench/out/teacher),--ppl-model bench/out/teacher)
+
+# lmforge bench against lmforge serve and the naive reference server, same model and load.
+bench-serve: install
+	bash bench/serve.sh bench/out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -171,23 +171,34 @@ def ctranslate2_generate(model_dir: Path, out: Path, quantization: str):
     return generate
 
 
-def profile_step(engine: Engine, prompts: list[list[int]]) -> str:
-    """Profile of decode steps at batch 32: where the time goes."""
+def profile_step(model_dir: Path, prompts: list[list[int]]) -> str:
+    """Where the time of a batch-32 decode step goes, at about position 64 (the middle of the
+    workload). Runs the runner directly, on this thread, which also built it."""
     from torch.profiler import ProfilerActivity, profile
 
-    params = SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True)
-    requests = [engine.request(p, params=params) for p in prompts[:32]]
+    from lmforge.serve.request import Request
+    from lmforge.serve.runner import Runner, RunnerConfig
+    from lmforge.serve.scheduler import Chunk
 
-    async def main() -> None:
-        async def one(request) -> None:
-            async for _ in engine.events(request):
-                pass
+    runner = Runner(model_dir, RunnerConfig(kv_slots=32))
+    params = SamplingParams(max_new_tokens=NEW, temperature=0, ignore_eos=True)
+    requests = [Request(p, params=params) for p in prompts[:32]]
+    for slot, request in enumerate(requests):
+        request.slot = slot
 
-        await asyncio.gather(*(one(r) for r in requests))
+    def step(chunks: list[Chunk]) -> None:
+        for chunk, out in zip(chunks, runner.step(chunks), strict=True):
+            chunk.request.num_computed += chunk.length
+            chunk.request.output_ids.append(out.token.token_id)
 
+    step([Chunk(r, 0, PROMPT) for r in requests])
+    for _ in range(NEW // 2 - 4):
+        step([Chunk(r, r.num_computed, 1) for r in requests])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        asyncio.run(main())
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+        for _ in range(4):
+            step([Chunk(r, r.num_computed, 1) for r in requests])
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    return "(4 steps)\n" + table
 
 
 def int8_perplexity(model_dir: Path, lines: list[str]) -> dict:
@@ -235,15 +246,12 @@ def main() -> None:
         )
 
     print(f"threads: {torch.get_num_threads()}  torch {torch.__version__}")
-    profile = ""
     for quantize in ("none", "int8") if args.only in (None, "ours") else ():
         label = "lmforge fp32" if quantize == "none" else "lmforge int8"
         with Engine(model_dir, EngineConfig(quantize=quantize)) as engine:
             ours(engine, prompts[:8], 8, "warm-up")
             for concurrency in (1, 8, 32):
                 report(ours(engine, prompts, concurrency, label))
-            if quantize == "none":
-                profile = profile_step(engine, prompts)
     if args.only in (None, "transformers"):
         hf = transformers_generate(model_dir)
         naive = prompts[: args.naive_requests]
@@ -256,8 +264,10 @@ def main() -> None:
             for batch in (8, 32):
                 name = f"(c) ctranslate2 {quantization} batch {batch}"
                 report(static_batches(name, prompts, batch, ct2))
-    if profile:
-        print("\nprofile of batch-32 decode steps (lmforge fp32):\n" + profile)
+    if args.only in (None, "ours"):
+        print(
+            "\nprofile of batch-32 decode steps (lmforge fp32):", profile_step(model_dir, prompts)
+        )
     extra = {}
     if args.ppl_model:
         lines = [x for x in args.ppl_text.read_text().splitlines() if x.strip()][:200]

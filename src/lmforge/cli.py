@@ -25,6 +25,7 @@ from lmforge.config.registry import (
     RollbackConfig,
     ShowConfig,
 )
+from lmforge.config.serve import BenchConfig, MonitorConfig, ServeConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
 from lmforge.errors import LmforgeError
 
@@ -348,6 +349,54 @@ def registry_delete(config: DeleteConfig) -> None:
 
     delete_version(client(), config.name, config.version)
     _stdout().print(f"deleted {config.name}/{config.version}")
+
+
+@cli.command("serve")
+@config_command(ServeConfig, "model")
+def serve_cmd(config: ServeConfig) -> None:
+    """Serve MODEL (a model dir or models:/NAME@ALIAS) over HTTP: generate, completions,
+    embeddings, classify, match, summarize; OpenAPI at /docs, Prometheus at /metrics.
+
+    \b
+    Examples:
+      lmforge serve models/ptb
+      LMFORGE_API_KEYS=$(cat keys.txt) lmforge serve models:/ptb@production --host 0.0.0.0
+    """
+    from lmforge.serve.server import serve
+
+    serve(config)
+
+
+@cli.command("bench")
+@config_command(BenchConfig, "url")
+def bench_cmd(config: BenchConfig) -> None:
+    """Load-test a server (ours or any OpenAI-compatible one): TTFT, time per output token,
+    inter-token latency, end-to-end latency, throughput and errors, per concurrency level.
+
+    \b
+    Example:
+      lmforge bench http://127.0.0.1:8000 --concurrency 1,8,32 --output reports/bench
+    """
+    from lmforge.bench.loadgen import run_bench, table
+
+    results = run_bench(config)
+    _stdout().print(table(results))
+
+
+@cli.command("monitor")
+@config_command(MonitorConfig, "url")
+def monitor_cmd(config: MonitorConfig) -> None:
+    """Poll URL/ping (and optionally time a tiny generate against an SLO); one JSON line per
+    poll. Exit code 1 once --failures consecutive polls failed, 0 when --count polls ended
+    healthy.
+
+    \b
+    Example:
+      lmforge monitor http://127.0.0.1:8000 --interval 10 --failures 3 --probe-slo 2
+    """
+    from lmforge.monitor import monitor
+
+    raise click.exceptions.Exit(monitor(config))
 
 
 def main(argv: list[str] | None = None) -> None:

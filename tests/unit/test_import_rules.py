@@ -56,6 +56,11 @@ def _violations() -> list[str]:
                     )
         if module in ("lmforge.serve.scheduler", "lmforge.serve.request"):
             forbid(("torch", "numpy"), "scheduler and request are pure Python")
+        if module.startswith(("lmforge.bench", "lmforge.monitor")):
+            forbid(
+                ("lmforge.serve", "lmforge.train", "lmforge.data", "torch"),
+                "load generator and monitor are HTTP clients only",
+            )
         if module == "lmforge.serve.api":
             forbid(("lmforge.serve.runner",), "the API never imports the runner")
         if module in CORE | HELPERS - {"lmforge"}:

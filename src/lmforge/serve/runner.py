@@ -184,7 +184,7 @@ class GPT2Forward:
         prefills: list[tuple[int, int, int, int]],
     ) -> Any:
         """Final hidden states [T, d] for the step's T tokens. `decode_rows`: indices of the
-        one-token decode rows, whose slots are `decode_slots` and whose cache lengths (including
+        one-token decode rows (None when they are all the rows, in order), whose slots are `decode_slots` and whose cache lengths (including
         this token) are `decode_lengths`; `prefills`: (row offset, slot, start, length)."""
         import torch
         from torch.nn.functional import gelu, scaled_dot_product_attention
@@ -207,7 +207,7 @@ class GPT2Forward:
             k_cache, v_cache = self.k_cache[layer], self.v_cache[layer]
             k_cache[slots, :, positions] = k
             v_cache[slots, :, positions] = v
-            out = torch.empty_like(q)
+            out = q if decode_rows is None else torch.empty_like(q)
             if n_decode:
                 if contiguous:
                     keys = k_cache[first : first + n_decode, :, :span]
@@ -216,9 +216,14 @@ class GPT2Forward:
                     keys = k_cache[:, :, :span].index_select(0, slot_index)
                     values = v_cache[:, :, :span].index_select(0, slot_index)
                 # One query per row: two batched matmuls beat the fused kernel here.
-                scores = torch.matmul(q[decode_rows].unsqueeze(2), keys.transpose(-1, -2))
+                queries = q if decode_rows is None else q[decode_rows]
+                scores = torch.matmul(queries.unsqueeze(2), keys.transpose(-1, -2))
                 scores.mul_(self.head_dim**-0.5).masked_fill_(hidden_keys, -math.inf)
-                out[decode_rows] = torch.matmul(scores.softmax(dim=-1), values).squeeze(2)
+                attended = torch.matmul(scores.softmax(dim=-1), values).squeeze(2)
+                if decode_rows is None:
+                    out = attended
+                else:
+                    out[decode_rows] = attended
             for offset, slot, start, length in prefills:
                 query = q[offset : offset + length].transpose(0, 1).unsqueeze(0)
                 keys = k_cache[slot : slot + 1, :, : start + length]
@@ -322,13 +327,14 @@ class Runner:
                 prefills.append((offset, chunk.request.slot, chunk.start, chunk.length))
         # Decode rows sorted by slot so that a compact set of slots is one cache slice.
         order = sorted(range(len(decode)), key=lambda i: decode[i][0])
+        rows = [decode_rows[i] for i in order]
         device = self.forward.device
         with torch.inference_mode():
             return self.forward.hidden(
                 torch.tensor(ids, device=device),
                 torch.tensor(positions, device=device),
                 torch.tensor(slots, device=device),
-                torch.tensor([decode_rows[i] for i in order], device=device, dtype=torch.long),
+                None if rows == list(range(len(ids))) else torch.tensor(rows, device=device),
                 tuple(decode[i][0] for i in order),
                 torch.tensor([decode[i][1] for i in order], device=device),
                 prefills,
@@ -353,7 +359,8 @@ class Runner:
             offset = end
         if sample_rows:
             logits = self.forward.logits(hidden[sample_rows])
-            finite = torch.isfinite(logits).all(dim=-1).tolist()
+            # A row sum is NaN or infinite exactly when some entry is: one pass, not three.
+            finite = logits.sum(dim=-1).isfinite().tolist()
             requests = [chunks[i].request for i in sample_chunks]
             tokens = self._sample(requests, logits, finite)
             for index, token, ok in zip(sample_chunks, tokens, finite, strict=True):

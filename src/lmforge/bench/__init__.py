@@ -1,0 +1,1 @@
+"""Load generation and its report for `lmforge bench`."""

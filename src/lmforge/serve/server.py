@@ -1,0 +1,177 @@
+"""`lmforge serve`: resolve and verify the model, build the engine, and run the API under
+uvicorn with a drain on SIGTERM/SIGINT: readiness turns 503 at once, new requests get 503,
+accepted ones finish (up to --drain-seconds), then the process exits 0."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from lmforge.config.serve import LOOPBACK, ServeConfig
+from lmforge.errors import ConfigError, ModelError
+from lmforge.fsutil import sha256_file
+from lmforge.logs import JsonFormatter
+from lmforge.modelio import read_card
+from lmforge.serve.auth import load_keys
+from lmforge.serve.engine import Engine, EngineConfig
+from lmforge.serve.middleware import RequestIdFilter
+from lmforge.serve.state import AppState, ModelInfo, warm_up
+
+log = logging.getLogger(__name__)
+
+
+def resolve(ref: str) -> tuple[Path, str, str | None]:
+    """(local model dir, name, registry version) for a model dir or a registry reference."""
+    from lmforge.registry.refs import is_registry_ref
+
+    if is_registry_ref(ref):
+        from lmforge.registry.pull import pull
+
+        path, version = pull(ref)
+        return path, version.name, str(version.version)
+    path = Path(ref).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"model dir {ref} does not exist", hint="give a dir or models:/NAME@ALIAS")
+    return path, path.resolve().name, None
+
+
+def load(config: ServeConfig) -> tuple[Engine, ModelInfo]:
+    path, name, version = resolve(config.model)
+    engine = Engine(
+        path,
+        EngineConfig(
+            device=config.device,
+            dtype=config.dtype,
+            quantize=config.quantize,
+            threads=config.threads,
+            kv_slots=config.kv_slots,
+            max_batch_size=config.kv_slots,
+            max_batch_tokens=config.max_batch_tokens,
+            max_queue=config.max_queue,
+        ),
+    )
+    card = read_card(path) or {}
+    weights = path / "model.safetensors"
+    sha = card.get("files", {}).get("model.safetensors") or sha256_file(weights)
+    info = ModelInfo(config.model_name or name, version, sha, engine.max_seq_len, str(path))
+    return engine, info
+
+
+def check_exposure(config: ServeConfig, has_keys: bool) -> None:
+    if has_keys:
+        return
+    if config.host not in LOOPBACK:
+        raise ConfigError(
+            f"host: refusing to listen on {config.host} without API keys",
+            hint="set --api-keys-file FILE or LMFORGE_API_KEYS, or listen on 127.0.0.1",
+        )
+    log.warning("no API keys configured: serving without authentication, on loopback only")
+
+
+def build_state(config: ServeConfig) -> AppState:
+    keys = load_keys(config.api_keys_file, "LMFORGE_API_KEYS")
+    admin_keys = load_keys(config.admin_keys_file, "LMFORGE_ADMIN_KEYS")
+    check_exposure(config, bool(keys))
+    engine, info = load(config)
+    state = AppState(engine, info, config, keys, admin_keys, loader=lambda: load(config))
+    engine.start()
+    warm_up(engine)
+    state.ready = True
+    return state
+
+
+def watch_alias(state: AppState, every: float, stop: threading.Event) -> None:
+    """Reload whenever the registry alias points at another version."""
+    from lmforge.registry.refs import parse_ref
+    from lmforge.registry.store import client
+    from lmforge.registry.versions import get_version
+
+    ref = parse_ref(state.config.model)
+    while not stop.wait(every):
+        try:
+            version = str(get_version(client(), ref).version)
+            if version != state.model.version and not state.draining:
+                log.info("%s now points at version %s: reloading", state.config.model, version)
+                state.reload()
+        except Exception:
+            log.exception("watching %s failed; will try again", state.config.model)
+
+
+def setup_access_log() -> None:
+    """Request IDs on every log line; access lines always as JSON, whatever the CLI's format."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    access = logging.getLogger("lmforge.access")
+    access.handlers = [handler]
+    access.propagate = False
+
+
+def serve(config: ServeConfig) -> None:
+    import uvicorn
+
+    from lmforge.serve.api import create_app
+
+    setup_access_log()
+    state = build_state(config)
+    app = create_app(state)
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if state.draining:
+                self.should_exit = self.force_exit = True
+                return
+            log.info("signal %d: draining for up to %.0f s", sig, config.drain_seconds)
+            state.draining = True
+            threading.Thread(target=self._drain, daemon=True).start()
+
+        def _drain(self) -> None:
+            deadline = time.monotonic() + config.drain_seconds
+            while time.monotonic() < deadline:
+                stats = state.engine.snapshot()
+                if not stats.waiting and not stats.running:
+                    break
+                time.sleep(0.05)
+            self.should_exit = True
+
+    server = DrainingServer(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(config.drain_seconds) + 1,
+            timeout_keep_alive=30,
+        )
+    )
+    stop_watching = threading.Event()
+    if config.watch_alias:
+        from lmforge.registry.refs import is_registry_ref
+
+        if not is_registry_ref(config.model):
+            raise ConfigError("watch_alias: needs a registry reference such as models:/NAME@ALIAS")
+        threading.Thread(
+            target=watch_alias, args=(state, config.watch_alias, stop_watching), daemon=True
+        ).start()
+    log.info(
+        "serving %s (version %s, sha256 %s) on http://%s:%d",
+        state.model.name,
+        state.model.version or "-",
+        state.model.sha256[:12],
+        config.host,
+        config.port,
+    )
+    try:
+        server.run()
+    finally:
+        stop_watching.set()
+        state.engine.shutdown(drain_seconds=0)
+    log.info("stopped")
