@@ -60,7 +60,7 @@ class Server:
 
     def client(self, key: str | None = API_KEY, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60, **kw})
 
     def metric(self, name: str) -> float:
         text = self.client().get("/metrics").text

@@ -22,6 +22,7 @@ from lmforge.config.registry import (
     RollbackConfig,
     ShowConfig,
 )
+from lmforge.config.serve import BenchConfig, MonitorConfig, ServeConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
 from tests.conftest import run_cli
 
@@ -41,6 +42,9 @@ VERBS = {
     ("registry", "rollback"): RollbackConfig,
     ("registry", "pull"): PullConfig,
     ("registry", "delete"): DeleteConfig,
+    ("serve",): ServeConfig,
+    ("bench",): BenchConfig,
+    ("monitor",): MonitorConfig,
 }
 
 

@@ -193,8 +193,11 @@ async def run_level(client: Any, target: Target, config: BenchConfig, concurrenc
 
 
 async def bench(config: BenchConfig) -> dict[str, Any]:
+    import logging
+
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     key = config.api_key or os.environ.get("LMFORGE_API_KEY", "")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     limits = httpx.Limits(max_connections=max(config.concurrency) + 8)
@@ -242,7 +245,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     levels = results["levels"]
-    x = [lv["level"].split()[-1] for lv in levels]
+    names = [lv["level"].split()[-1] for lv in levels]
+    x = list(range(len(levels)))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.bar(x, [lv["output_tokens_per_s"] for lv in levels])
     left.set(title="output tokens/s", xlabel="concurrency")
@@ -250,6 +254,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         right.plot(x, [1000 * (lv["ttft_s"][q] or 0) for lv in levels], marker="o", label=q)
     right.set(title="time to first token (ms)", xlabel="concurrency")
     right.legend()
+    for axis in (left, right):
+        axis.set_xticks(x, names)
     fig.suptitle(f"lmforge bench {results['url']} ({results['route']})")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
@@ -264,15 +270,15 @@ def table(results: dict[str, Any]) -> Any:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{1000 * value:.0f}"
 
-    out = Table(title=f"lmforge bench {results['url']} ({results['route']})")
-    for name in ("level", "ok/sent", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50 ms"):
-        out.add_column(name)
-    out.add_column("ITL p50/p99 ms")
-    out.add_column("latency p50/p99 ms")
-    out.add_column("errors")
+    out = Table(
+        title=f"lmforge bench {results['url']} ({results['route']}); times in ms, p50/p99",
+        caption="TTFT: time to first token; TPOT: per output token; ITL: between chunks",
+    )
+    for name in ("level", "ok", "req/s", "tok/s", "TTFT", "TPOT p50", "ITL", "latency", "errors"):
+        out.add_column(name, overflow="fold")
     for lv in results["levels"]:
         out.add_row(
-            lv["level"],
+            lv["level"].replace("concurrency ", "c="),
             f"{lv['succeeded']}/{lv['requests']}",
             f"{lv['requests_per_s']:.2f}",
             f"{lv['output_tokens_per_s']:.1f}",

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from lmforge.errors import EngineError
+from lmforge.errors import EngineError, LmforgeError
 from lmforge.serve import schemas as s
 from lmforge.serve.engine import Engine, Event
 from lmforge.serve.limits import RateLimited
@@ -73,6 +73,8 @@ def as_api_error(request: Request, exc: Exception) -> ApiError:
     invalid = 400 if openai_route else 422
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, ClientGone):
+        return ApiError(499, "client_closed_request", "the client disconnected")
     if isinstance(exc, RateLimited):
         retry = {"Retry-After": str(int(exc.retry_after + 0.999))}
         return ApiError(429, "rate_limit_error", str(exc), headers=retry)
@@ -106,7 +108,10 @@ def install_error_handlers(app: FastAPI) -> None:
             state_of(request).metrics.rejections.labels(error.kind).inc()
         return error_response(request, error)
 
-    for kind in (Exception, HTTPException, RequestValidationError, ApiError):
+    # Starlette answers a handler for plain Exception and then re-raises, so every kind we
+    # expect is registered by name; Exception is only the last resort (500).
+    expected = (HTTPException, RequestValidationError, ApiError, LmforgeError, ClientGone)
+    for kind in (*expected, Exception):
         app.add_exception_handler(kind, handle)
 
 
@@ -253,6 +258,7 @@ def create_app(state: AppState | None) -> FastAPI:
         title="lmforge",
         summary="Generate, classify, match, summarize and embed with a GPT-2-family model.",
         version="0.1.0",
+        redoc_url=None,
     )
     app.state.lmforge = state
     install_error_handlers(app)

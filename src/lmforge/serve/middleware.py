@@ -17,6 +17,7 @@ from lmforge.serve.metrics import Metrics
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("lmforge.access")
+DRAIN_LIMIT = 64 << 20  # bodies over the limit but under this are read before the 413
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -122,6 +123,12 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             self.metrics.rejections.labels("body_too_large").inc()
+            if int(length) <= DRAIN_LIMIT:
+                # Read and drop the body first: answering mid-upload makes most clients see
+                # a connection reset instead of the 413.
+                message = await receive()
+                while message.get("more_body"):
+                    message = await receive()
             refusal = BodyTooLarge(self.limit)
             body = error_body(413, "request_too_large", refusal.detail)
             return await send_json(send, 413, body)

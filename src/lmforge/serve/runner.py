@@ -184,8 +184,9 @@ class GPT2Forward:
         prefills: list[tuple[int, int, int, int]],
     ) -> Any:
         """Final hidden states [T, d] for the step's T tokens. `decode_rows`: indices of the
-        one-token decode rows (None when they are all the rows, in order), whose slots are `decode_slots` and whose cache lengths (including
-        this token) are `decode_lengths`; `prefills`: (row offset, slot, start, length)."""
+        one-token decode rows (None when they are all the rows, in order), whose slots are
+        `decode_slots` and whose cache lengths (including this token) are `decode_lengths`;
+        `prefills`: (row offset, slot, start, length)."""
         import torch
         from torch.nn.functional import gelu, scaled_dot_product_attention
 
@@ -341,7 +342,6 @@ class Runner:
             )
 
     def _outputs(self, chunks: list[Chunk], hidden: Any) -> list[ChunkOutput]:
-        torch = self._torch
         outputs = [ChunkOutput() for _ in chunks]
         sample_rows: list[int] = []
         sample_chunks: list[int] = []
