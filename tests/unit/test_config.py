@@ -69,18 +69,23 @@ def test_config_that_is_not_a_mapping(tmp_path: Path) -> None:
     "name", sorted(p.name for p in (Path(__file__).parents[2] / "configs").glob("*.yaml"))
 )
 def test_shipped_configs_parse(name: str) -> None:
-    """Every file in configs/ is a valid config of the verb it is for (data prepare or train);
-    the paths a user gives on the command line are filled in here."""
+    """Every file in configs/ is a valid config of the verb it is for (data prepare, train or
+    serve: the first whose options hold all its keys); the paths a user gives on the command
+    line are filled in here."""
     import dataclasses
 
     from lmforge.config import read_yaml
+    from lmforge.config.serve import ServeConfig
     from lmforge.config.train import TrainConfig
 
     path = Path(__file__).parents[2] / "configs" / name
     values = read_yaml(path)
-    prepare_keys = {f.name for f in dataclasses.fields(PrepareConfig)}
-    verb = PrepareConfig if set(values) <= prepare_keys else TrainConfig
-    defaults = {"inputs": ["in.txt"], "data": "ds", "output": "out"}
+    verb = next(
+        v
+        for v in (PrepareConfig, TrainConfig, ServeConfig)
+        if set(values) <= {f.name for f in dataclasses.fields(v)}
+    )
+    defaults = {"inputs": ["in.txt"], "data": "ds", "output": "out", "model": "m"}
     for key, value in defaults.items():
         if key in {f.name for f in dataclasses.fields(verb)} and not values.get(key):
             values[key] = value
