@@ -14,6 +14,7 @@ import click
 from lmforge import __version__
 from lmforge.cliutil import config_command
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import EvalConfig
 from lmforge.config.registry import (
     DeleteConfig,
@@ -397,6 +398,27 @@ def monitor_cmd(config: MonitorConfig) -> None:
     from lmforge.monitor import monitor
 
     raise click.exceptions.Exit(monitor(config))
+
+
+@cli.group()
+def deploy() -> None:
+    """Run lmforge behind a load balancer (see deploy/ for containers and Kubernetes)."""
+
+
+@deploy.command("local")
+@config_command(LocalDeployConfig, "model")
+def deploy_local_cmd(config: LocalDeployConfig) -> None:
+    """N `lmforge serve` workers on loopback behind the system's nginx (least_conn, SSE
+    unbuffered, passive health checks, safe retries); workers that die are restarted;
+    Ctrl-C or SIGTERM drains the workers, then stops nginx.
+
+    \b
+    Example:
+      lmforge deploy local models/ptb --workers 2 --port 8080
+    """
+    from lmforge.deploy.local import deploy_local
+
+    deploy_local(config)
 
 
 def main(argv: list[str] | None = None) -> None:

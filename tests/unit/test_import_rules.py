@@ -56,6 +56,11 @@ def _violations() -> list[str]:
                     )
         if module in ("lmforge.serve.scheduler", "lmforge.serve.request"):
             forbid(("torch", "numpy"), "scheduler and request are pure Python")
+        if module.startswith("lmforge.deploy"):
+            forbid(
+                ("lmforge.serve", "lmforge.train", "lmforge.data", "torch"),
+                "deploy runs `lmforge serve` processes; it never imports their code",
+            )
         if module.startswith(("lmforge.bench", "lmforge.monitor")):
             forbid(
                 ("lmforge.serve", "lmforge.train", "lmforge.data", "torch"),

@@ -242,3 +242,46 @@ def test_unsupported_models_are_refused(tmp_path: Path, tiny_model: Path) -> Non
     (other / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
     with pytest.raises(Exception, match="'llama' model; serving needs GPT-2"):
         Runner(other)
+
+
+def test_a_request_that_breaks_a_step_fails_alone(tiny_model: Path) -> None:
+    """Fault injection at the runner boundary: any step that holds the poisoned token raises,
+    as a kernel would on bad input."""
+    with Engine(tiny_model) as engine:
+        real_step = engine.runner.step
+        poison = engine.encode("mat")[0]
+
+        def step(chunks):
+            if any(poison in chunk.token_ids for chunk in chunks):
+                raise RuntimeError("kernel failure")
+            return real_step(chunks)
+
+        engine.runner.step = step
+
+        async def both():
+            good = engine.complete(engine.request("the cat", params=GREEDY))
+            bad = engine.complete(engine.request("mat", params=GREEDY))
+            return await asyncio.gather(good, bad)
+
+        good, bad = asyncio.run(both())
+        assert good.finish_reason is FinishReason.LENGTH and len(good.token_ids) == 12
+        assert bad.finish_reason is FinishReason.ERROR
+        assert engine.alive
+
+
+def test_an_engine_whose_every_step_fails_is_marked_dead(tiny_model: Path) -> None:
+    with Engine(tiny_model) as engine:
+
+        def step(chunks):
+            raise RuntimeError("the device is gone")
+
+        engine.runner.step = step
+        for _ in range(3):
+            assert engine.generate_text("the", GREEDY).finish_reason is FinishReason.ERROR
+        for _ in range(100):
+            if not engine.alive:
+                break
+            time.sleep(0.01)
+        assert not engine.alive and "consecutive steps failed" in engine.dead
+        with pytest.raises(EngineError, match="dead"):
+            engine.submit(engine.request("the"))

@@ -252,6 +252,8 @@ class Engine:
             raise InvalidRequest("bad sampling parameters: " + "; ".join(problems))
         if not request.prompt_ids:
             raise InvalidRequest("the prompt is empty; give at least one token")
+        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= self.runner.vocab_size:
+            raise InvalidRequest(f"token ids must be in [0, {self.runner.vocab_size})")
         if request.kind is Kind.SCORE and not 0 < request.score_from < len(request.prompt_ids):
             raise InvalidRequest("a score request needs a non-empty text after its prompt")
         stream = Stream(loop)
@@ -375,19 +377,13 @@ class Engine:
     def _step(self, chunks: list[Chunk]) -> None:
         started = time.perf_counter()
         try:
-            outputs = self.runner.step(chunks)
-        except Exception as exc:
-            log.exception("engine step failed for %d requests", len(chunks))
-            self._consecutive_failures += 1
-            self.stats.failed_steps += 1
-            with self._lock:
-                for chunk in chunks:
-                    self.scheduler.finish(chunk.request, FinishReason.ERROR, "internal error")
-                    self._emit_final(chunk.request)
-            if self._consecutive_failures >= MAX_FAILED_STEPS:
-                self._die(f"{MAX_FAILED_STEPS} consecutive steps failed; last: {exc}")
-            return
-        self._consecutive_failures = 0
+            outputs: list[Any] = self.runner.step(chunks)
+            self._consecutive_failures = 0
+        except Exception:
+            log.exception(
+                "an engine step of %d requests failed; retrying them one by one", len(chunks)
+            )
+            outputs = self._one_by_one(chunks)
         elapsed = time.perf_counter() - started
         self.stats.steps += 1
         self.stats.step_seconds += elapsed
@@ -395,9 +391,33 @@ class Engine:
         now = time.monotonic()
         with self._lock:
             for chunk, output in zip(chunks, outputs, strict=True):
-                self._update(chunk, output, now)
+                if output is None:
+                    self.scheduler.finish(chunk.request, FinishReason.ERROR, "internal error")
+                    self._emit_final(chunk.request)
+                else:
+                    self._update(chunk, output, now)
         for observer in self.step_observers:
             observer(elapsed, len(chunks))
+
+    def _one_by_one(self, chunks: list[Chunk]) -> list[Any]:
+        """After a failed step: each chunk alone (each writes only its own slot), so that only
+        the requests that fail on their own are failed. None marks those. If every chunk fails
+        again and again, the model itself is broken: the engine is marked dead."""
+        outputs: list[Any] = []
+        for chunk in chunks:
+            try:
+                outputs.append(self.runner.step([chunk])[0])
+            except Exception:
+                log.exception("request %s failed in the engine", chunk.request.request_id)
+                outputs.append(None)
+        if any(o is not None for o in outputs):
+            self._consecutive_failures = 0
+            return outputs
+        self._consecutive_failures += 1
+        self.stats.failed_steps += 1
+        if self._consecutive_failures >= MAX_FAILED_STEPS:
+            raise EngineError(f"{MAX_FAILED_STEPS} consecutive steps failed for every request")
+        return outputs
 
     def _update(self, chunk: Chunk, output: Any, now: float) -> None:
         """Apply one chunk's output (the lock is held)."""

@@ -1,0 +1,1 @@
+"""Deployment: nginx in front of serve workers on one machine."""
