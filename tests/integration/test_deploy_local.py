@@ -47,7 +47,7 @@ def deployment(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         [
             *(sys.executable, "-m", "lmforge", "deploy", "local", str(tiny_model)),
             *("--workers", "2", "--port", str(port), "--run-dir", str(run_dir)),
-            *("--max-body", "16k"),
+            *("--max-body", "16k", "--rate-per-ip", "2000"),
         ],
         stderr=(run_dir / "deploy.stderr").open("w"),
         env={**os.environ, "LMFORGE_API_KEYS": API_KEY, "LMFORGE_NO_PROGRESS": "1"},

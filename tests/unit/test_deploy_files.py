@@ -188,3 +188,16 @@ def test_the_container_files_have_the_essentials() -> None:
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == ["worker-1:8000", "worker-2:8000"]
+
+
+def test_a_missing_nginx_is_named_with_the_package_to_install(monkeypatch, tmp_path) -> None:
+    import pytest
+
+    from lmforge.deploy import local
+    from lmforge.errors import LmforgeError
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(local, "NGINX_PATHS", (str(tmp_path / "nginx"),))
+    with pytest.raises(LmforgeError, match="nginx is not installed") as caught:
+        local.find_nginx()
+    assert "apt-get install nginx" in caught.value.hint

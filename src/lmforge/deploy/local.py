@@ -168,6 +168,8 @@ class LocalDeployment:
                 f"{self.config.host}:{self.config.port}",
                 [f"127.0.0.1:{w.port}" for w in self.workers],
                 max_body=self.config.max_body,
+                requests_per_second=self.config.rate_per_ip,
+                burst=2 * self.config.rate_per_ip,
             )
         )
         check = subprocess.run(
