@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The whole life of a model on the built-in corpus, then serving it until Ctrl-C.
 quickstart: install
-	$(BIN)/lmforge data prepare --config configs/quickstart-data.yaml --force
-	$(BIN)/lmforge data inspect .lmforge/datasets/python-docs --samples 2
+	$(BIN)/lmforge quickstart
 
 test: install
 	$(BIN)/python -m pytest -m "not gpu"

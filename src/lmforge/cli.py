@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,7 +29,7 @@ from lmforge.config.registry import (
 )
 from lmforge.config.serve import BenchConfig, MonitorConfig, ServeConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
-from lmforge.errors import LmforgeError
+from lmforge.errors import ConfigError, LmforgeError
 
 log = logging.getLogger("lmforge")
 _state = {"debug": False}
@@ -419,6 +420,58 @@ def deploy_local_cmd(config: LocalDeployConfig) -> None:
     from lmforge.deploy.local import deploy_local
 
     deploy_local(config)
+
+
+@cli.group()
+def pipeline() -> None:
+    """Run a model's whole life from a YAML file of lmforge steps."""
+
+
+@pipeline.command("run")
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fresh", is_flag=True, help="Redo every step (removes the pipeline's home).")
+@click.option("--no-serve", is_flag=True, help="Skip the serving step (stop after the others).")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a variable."
+)
+def pipeline_run(pipeline_file: Path, fresh: bool, no_serve: bool, overrides: tuple[str]) -> None:
+    """Run the steps of PIPELINE_FILE in order, skipping those already done.
+
+    \b
+    Example:
+      lmforge pipeline run configs/quickstart.yaml --set steps=300 --no-serve
+    """
+    from lmforge.pipeline.run import load_pipeline, run_pipeline
+
+    values = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set: {item!r} is not NAME=VALUE")
+        values[name] = value
+    run_pipeline(load_pipeline(pipeline_file, values), fresh=fresh, serve=not no_serve)
+
+
+@cli.command("quickstart")
+@click.option("--data", default="builtin:python-docs", show_default=True, help="Corpus to use.")
+@click.option("--model-size", default="small", show_default=True, help="Teacher size preset.")
+@click.option("--steps", default=150, show_default=True, help="Training steps (teacher, student).")
+@click.option("--port", default=8000, show_default=True, help="Port to serve on.")
+@click.option("--fresh", is_flag=True, help="Redo every step.")
+@click.option("--no-serve", is_flag=True, help="Stop after registration and promotion.")
+def quickstart(
+    data: str, model_size: str, steps: int, port: int, fresh: bool, no_serve: bool
+) -> None:
+    """The whole life of a model on the built-in corpus, no network or GPU needed: prepare,
+    train, distil, register both, promote the better through the gate, and serve
+    models:/quickstart@production on http://127.0.0.1:8000 (Ctrl-C stops).
+    """
+    from lmforge.pipeline.run import builtin_pipeline, load_pipeline, run_pipeline
+
+    values = {"data": data, "model_size": model_size, "steps": steps, "port": port}
+    run_pipeline(
+        load_pipeline(builtin_pipeline("quickstart"), values), fresh=fresh, serve=not no_serve
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -372,3 +372,16 @@ def test_monitor_exit_codes(server: Server) -> None:
     )
     assert dead.returncode == 1
     assert json.loads(dead.stdout.splitlines()[-1])["alarm"] is True
+
+
+def test_the_playground_page_is_served_and_self_contained(server: Server) -> None:
+    import re
+
+    page = server.client(key=None).get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    # Nothing loads from elsewhere: no external scripts, styles or images.
+    assert not re.search(r"""(src|href)=["']?https?://""", html)
+    for route in ("v1/generate", "v1/classify", "v1/match", "v1/summarize", "v1/models"):
+        assert f'"{route}"' in html
+    assert "sessionStorage" in html and "Authorization" in html

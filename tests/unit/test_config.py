@@ -80,6 +80,8 @@ def test_shipped_configs_parse(name: str) -> None:
 
     path = Path(__file__).parents[2] / "configs" / name
     values = read_yaml(path)
+    if "steps" in values:
+        return check_pipeline(path)
     verb = next(
         v
         for v in (PrepareConfig, TrainConfig, ServeConfig)
@@ -90,3 +92,22 @@ def test_shipped_configs_parse(name: str) -> None:
         if key in {f.name for f in dataclasses.fields(verb)} and not values.get(key):
             values[key] = value
     build_config(verb, values, str(path))
+
+
+def check_pipeline(path: Path) -> None:
+    """Every step of a pipeline file is a real lmforge command whose options click accepts."""
+    import shlex
+
+    import click
+
+    from lmforge.cli import cli
+    from lmforge.pipeline.run import load_pipeline
+
+    pipeline = load_pipeline(path)
+    values = {**pipeline.variables, "teacher_version": "1", "student_version": "2"}
+    for step in pipeline.steps:
+        args = shlex.split(step.run.format(**values))
+        command: click.Command = cli
+        while isinstance(command, click.Group):
+            command = command.commands[args.pop(0)]
+        command.make_context(step.name, args)

@@ -11,11 +11,12 @@ import time
 import uuid
 from array import array
 from collections.abc import AsyncIterator, Awaitable
+from importlib import resources
 from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from lmforge.errors import EngineError, LmforgeError
@@ -33,6 +34,7 @@ T = TypeVar("T")
 
 # Open to anyone: probes, the API description and the playground. Everything else needs a key.
 OPEN_ROUTES = {"/ping", "/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+OPEN_ROUTES |= {"/"}  # the playground page; its API calls carry the key typed into it
 OPENAI_ROUTES = {"/v1/completions", "/v1/embeddings"}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -499,6 +501,13 @@ def create_app(state: AppState | None) -> FastAPI:
         in flight finish on the old engine."""
         info = await asyncio.to_thread(state_of(request).reload)
         return {"model": info.name, "version": info.version, "sha256": info.sha256}
+
+    playground = resources.files("lmforge.serve").joinpath("playground.html").read_text()
+
+    @app.get("/", include_in_schema=False)
+    async def playground_page():
+        """The web playground: one self-contained page, no assets from elsewhere."""
+        return HTMLResponse(playground)
 
     @app.get("/ping", tags=["health"])
     async def ping(request: Request):

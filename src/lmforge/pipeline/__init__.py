@@ -1,0 +1,1 @@
+"""Pipelines: a model's life as a YAML list of lmforge steps."""
