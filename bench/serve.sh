@@ -31,7 +31,7 @@ wait_ready http://127.0.0.1:8100/readyz
 $lm bench http://127.0.0.1:8100 --concurrency 1,8,32 "${load[@]}" --output "$out/serve-bench"
 kill -TERM $server && wait $server
 
-echo "== overload: 4x the queue bound (32 slots + 32 queued), then one request at once"
+echo "== overload: 4x the queue bound (32 slots + 32 queued = 64), then one request at once"
 $lm serve "$model" --port 8100 --kv-slots 32 --max-queue 32 2>>"$out/serve.log" &
 server=$!
 wait_ready http://127.0.0.1:8100/readyz

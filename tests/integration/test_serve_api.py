@@ -176,7 +176,7 @@ def test_errors_have_one_shape_and_the_right_status(server: Server) -> None:
         unknown_field = client.post("/v1/generate", json={"prompt": "x", "tempreature": 1})
     assert too_big.status_code == 413
     assert too_long.status_code == 422
-    assert "the model's context is 128" in too_long.json()["error"]["message"]
+    assert "the context holds 128" in too_long.json()["error"]["message"]
     assert native_invalid.status_code == 422
     assert native_invalid.json()["error"]["param"] == "temperature"
     assert openai_invalid.status_code == 400

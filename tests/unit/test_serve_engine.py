@@ -162,8 +162,8 @@ def test_abort_frees_the_slot(engine: Engine) -> None:
 
 
 def test_a_full_queue_raises_overloaded(tiny_model: Path) -> None:
-    stopped = Engine(tiny_model, EngineConfig(max_queue=2))  # never started: nothing drains
-    for _ in range(2):
+    stopped = Engine(tiny_model, EngineConfig(kv_slots=1, max_queue=2))  # never started
+    for _ in range(3):
         stopped.submit(stopped.request("hello"))
     with pytest.raises(Overloaded):
         stopped.submit(stopped.request("hello"))

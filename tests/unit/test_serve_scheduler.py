@@ -66,9 +66,9 @@ def test_decodes_come_before_prefill_and_long_prompts_are_chunked() -> None:
 
 
 def test_a_full_queue_raises_overloaded_at_once() -> None:
-    scheduler = Scheduler(SchedulerConfig(max_queue=2))
-    scheduler.add(request(2))
-    scheduler.add(request(2))
+    scheduler = Scheduler(SchedulerConfig(kv_slots=1, max_queue=2))
+    for _ in range(3):  # one for the free slot, two queued
+        scheduler.add(request(2))
     with pytest.raises(Overloaded, match="queue is full"):
         scheduler.add(request(2))
 

@@ -27,7 +27,14 @@ from lmforge.serve.middleware import BodyLimit, RequestContext, request_id
 from lmforge.serve.request import FinishReason, InvalidRequest, Kind, PromptTooLong, SamplingParams
 from lmforge.serve.scheduler import Overloaded
 from lmforge.serve.state import AppState
-from lmforge.serve.tasks import RequestTimedOut, cosine, embeddings, label_scores, summarize
+from lmforge.serve.tasks import (
+    RequestTimedOut,
+    cosine,
+    embeddings,
+    gather_cancelling,
+    label_scores,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -203,15 +210,6 @@ def charge_tokens(state: AppState, key_id: str, prompt_tokens: int, new_tokens: 
     state.limiter.charge(key_id, "tokens", prompt_tokens + new_tokens)
 
 
-def check_context(engine: Engine, ids: list[int], param: str = "prompt") -> None:
-    """422 (400 on OpenAI routes, via PromptTooLong) naming the numbers."""
-    if len(ids) >= engine.max_seq_len:
-        raise PromptTooLong(
-            f"{param} has {len(ids)} tokens; the model's context is {engine.max_seq_len} "
-            "tokens including at least one new token"
-        )
-
-
 def finished(state: AppState, event: Event, started: float) -> Event:
     """Record a finished generation's timings; 504 for a deadline, 503 for an engine error."""
     state.metrics.observe_generation(event, time.perf_counter() - started)
@@ -280,18 +278,16 @@ def create_app(state: AppState | None) -> FastAPI:
         )
         with state.lease() as engine:
             ids = engine.encode(body.prompt)
-            check_context(engine, ids)
             charge_tokens(state, key, len(ids), params.max_new_tokens)
             req = engine.request(ids, Kind.GENERATE, params, timeout=state.config.request_timeout)
-            events = engine.events(req)
             started = time.perf_counter()
             if body.stream:
                 return StreamingResponse(
-                    native_stream(state, req.request_id, events, started),
+                    native_stream(state, req.request_id, engine.events(req), started),
                     media_type="text/event-stream",
                     headers=SSE_HEADERS,
                 )
-            event = await until_disconnect(request, collect(events))
+            event = await until_disconnect(request, engine.complete(req))
         finished(state, event, started)
         return {
             "id": req.request_id,
@@ -322,8 +318,6 @@ def create_app(state: AppState | None) -> FastAPI:
         with state.lease() as engine:
             model = body.model or state.model.name
             id_lists = [engine.encode(p) for p in prompts]
-            for ids in id_lists:
-                check_context(engine, ids)
             charge_tokens(state, key, sum(map(len, id_lists)), params.max_new_tokens)
             timeout = state.config.request_timeout
             reqs = [engine.request(ids, Kind.GENERATE, params, timeout=timeout) for ids in id_lists]
@@ -344,8 +338,8 @@ def create_app(state: AppState | None) -> FastAPI:
                 return StreamingResponse(
                     chunks, media_type="text/event-stream", headers=SSE_HEADERS
                 )
-            runs = [collect(engine.events(r)) for r in reqs]
-            events = await until_disconnect(request, gather_all(runs))
+            runs = [engine.complete(r) for r in reqs]
+            events = await until_disconnect(request, gather_cancelling(runs))
         choices = []
         for index, (prompt, event) in enumerate(zip(prompts, events, strict=True)):
             finished(state, event, started)
@@ -389,10 +383,6 @@ def create_app(state: AppState | None) -> FastAPI:
             raise ApiError(400, "invalid_request_error", "give 1 to 256 non-empty inputs", "input")
         with state.lease() as engine:
             ids = [engine.encode(x) if isinstance(x, str) else x for x in inputs]
-            for item in ids:
-                check_context(engine, item, "input")
-                if max(item) >= engine.runner.vocab_size or min(item) < 0:
-                    raise ApiError(400, "invalid_request_error", "token id out of range", "input")
             charge_tokens(state, key, sum(map(len, ids)), 0)
             work = embeddings(engine, ids, state.config.request_timeout, body.pooling)
             vectors, prompt_tokens = await until_disconnect(request, work)
@@ -412,8 +402,6 @@ def create_app(state: AppState | None) -> FastAPI:
         state = state_of(request)
         texts = [body.text] if isinstance(body.text, str) else body.text
         with state.lease() as engine:
-            for text in texts:
-                check_context(engine, engine.encode(body.template.replace("{text}", text)), "text")
             charge_tokens(
                 state, key, sum(len(engine.encode(t)) for t in texts) * len(body.labels), 0
             )
@@ -435,8 +423,6 @@ def create_app(state: AppState | None) -> FastAPI:
         )
         with state.lease() as engine:
             ids = [engine.encode(t) for t in texts]
-            for item in ids:
-                check_context(engine, item, "text")
             charge_tokens(state, key, sum(map(len, ids)), 0)
             vectors, _ = await until_disconnect(
                 request, embeddings(engine, ids, state.config.request_timeout)
@@ -463,9 +449,7 @@ def create_app(state: AppState | None) -> FastAPI:
         state = state_of(request)
         new = min(body.max_new_tokens, state.config.max_new_tokens)
         with state.lease() as engine:
-            ids = engine.encode(body.text.strip() + "\nTL;DR:")
-            check_context(engine, ids, "text")
-            charge_tokens(state, key, len(ids), new)
+            charge_tokens(state, key, len(engine.encode(body.text)), new)
             result = await until_disconnect(
                 request, summarize(engine, body.text, new, state.config.request_timeout)
             )
@@ -563,25 +547,6 @@ def create_app(state: AppState | None) -> FastAPI:
             RequestContext, metrics=state.metrics, routes=routes, log_access=state.config.access_log
         )
     return app
-
-
-async def collect(events: AsyncIterator[Event]) -> Event:
-    merged: Event | None = None
-    async for event in events:
-        if merged is None:
-            merged = Event(event.request_id)
-        merged.absorb(event)
-    assert merged is not None
-    return merged
-
-
-async def gather_all(runs: list[Awaitable[Event]]) -> list[Event]:
-    tasks = [asyncio.ensure_future(r) for r in runs]
-    try:
-        return await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 async def native_stream(

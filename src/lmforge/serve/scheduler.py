@@ -75,7 +75,8 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def add(self, request: Request) -> None:
-        if len(self.waiting) >= self.config.max_queue:
+        # Requests that free slots will take at the next step do not count against the bound.
+        if len(self.waiting) >= self.config.max_queue + len(self._free_slots):
             raise Overloaded(
                 f"the queue is full ({self.config.max_queue} waiting requests)",
                 hint="retry shortly",

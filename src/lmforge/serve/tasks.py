@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lmforge.errors import EngineError
 from lmforge.serve.engine import Engine, Event
 from lmforge.serve.request import FinishReason, Kind, SamplingParams
 
 SUMMARY_CUE = "\nTL;DR:"
+T = TypeVar("T")
 
 
 class RequestTimedOut(EngineError):
@@ -28,14 +30,18 @@ def checked(event: Event) -> Event:
     return event
 
 
-async def _all(engine: Engine, requests: list[Any]) -> list[Event]:
-    """Run requests concurrently; if one fails or the caller is cancelled, abort the others."""
-    tasks = [asyncio.ensure_future(engine.complete(r)) for r in requests]
+async def gather_cancelling(runs: list[Awaitable[T]]) -> list[T]:
+    """Run concurrently; if one fails or the caller is cancelled, cancel (abort) the others."""
+    tasks = [asyncio.ensure_future(run) for run in runs]
     try:
-        return [checked(e) for e in await asyncio.gather(*tasks)]
+        return await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def _all(engine: Engine, requests: list[Any]) -> list[Event]:
+    return [checked(e) for e in await gather_cancelling([engine.complete(r) for r in requests])]
 
 
 async def label_scores(
