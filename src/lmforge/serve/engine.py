@@ -370,9 +370,8 @@ class Engine:
                 if plan.chunks:
                     self._step(plan.chunks)
                 self._flush()
-        except BaseException as exc:
+        except Exception as exc:  # the thread ends here; /healthz reports the reason
             self._die(f"{type(exc).__name__}: {exc}")
-            raise
 
     def _step(self, chunks: list[Chunk]) -> None:
         started = time.perf_counter()
