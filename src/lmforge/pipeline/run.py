@@ -29,6 +29,7 @@ class Step:
     capture: dict[str, str] = field(default_factory=dict)
     may_fail: bool = False
     serve: bool = False
+    banner: str = ""  # printed (with the variables filled in) before the step runs
 
 
 @dataclass
@@ -134,6 +135,8 @@ def run_pipeline(
         if step.serve:
             pipeline.outcomes.append(Outcome(step.name, "serving"))
             echo(summary(pipeline, values))
+            if step.banner:
+                echo(_expand(step.banner, values, step.name))
             subprocess.run(command, check=False)
             return pipeline
         result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
