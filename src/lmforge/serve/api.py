@@ -24,11 +24,12 @@ from lmforge.serve import schemas as s
 from lmforge.serve.engine import Engine, Event
 from lmforge.serve.limits import RateLimited
 from lmforge.serve.middleware import BodyLimit, RequestContext, request_id
-from lmforge.serve.request import FinishReason, InvalidRequest, Kind, PromptTooLong, SamplingParams
+from lmforge.serve.request import InvalidRequest, Kind, PromptTooLong, SamplingParams
 from lmforge.serve.scheduler import Overloaded
 from lmforge.serve.state import AppState
 from lmforge.serve.tasks import (
     RequestTimedOut,
+    checked,
     cosine,
     embeddings,
     gather_cancelling,
@@ -195,9 +196,9 @@ def sampling(body: Any, max_new: int, cap: int, **extra: Any) -> SamplingParams:
     return SamplingParams(
         max_new_tokens=min(max_new, cap),
         temperature=body.temperature,
-        top_k=getattr(body, "top_k", 0),
+        top_k=body.top_k,
         top_p=body.top_p,
-        repetition_penalty=getattr(body, "repetition_penalty", 1.0),
+        repetition_penalty=body.repetition_penalty,
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         seed=body.seed,
@@ -213,11 +214,7 @@ def charge_tokens(state: AppState, key_id: str, prompt_tokens: int, new_tokens: 
 def finished(state: AppState, event: Event, started: float) -> Event:
     """Record a finished generation's timings; 504 for a deadline, 503 for an engine error."""
     state.metrics.observe_generation(event, time.perf_counter() - started)
-    if event.finish_reason is FinishReason.TIMEOUT:
-        raise RequestTimedOut("the request passed its deadline")
-    if event.finish_reason is FinishReason.ERROR:
-        raise EngineError(f"generation failed: {event.error}")
-    return event
+    return checked(event)
 
 
 def sse(payload: dict | str) -> bytes:

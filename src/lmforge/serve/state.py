@@ -52,7 +52,6 @@ class AppState:
         self.limiter = RateLimiter(config.rate_requests, config.rate_tokens)
         self.ready = False
         self.draining = False
-        self.in_flight = 0
         self.started = int(time.time())
         self._leases: dict[int, int] = {}
         self._lock = threading.Lock()
