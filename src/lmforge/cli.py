@@ -161,18 +161,24 @@ def tune_cmd(config: TuneConfig) -> None:
 @cli.command("eval")
 @config_command(EvalConfig, "model")
 def eval_cmd(config: EvalConfig) -> None:
-    """Sliding-window perplexity of MODEL on text files (token, word, bits per byte), written to
-    --report DIR; with --baseline, pass/fail against it (exit code 1 when it fails).
+    """How good is MODEL: the tasks of --suite (perplexity, summarization ROUGE/BLEU,
+    classification, matching, robustness, canary exposure, verbatim extraction) and/or
+    sliding-window perplexity of --perplexity files, written to --report DIR (report.json,
+    report.md, plots). With --baseline, a side-by-side comparison against the suite's gate;
+    the exit code is 1 when the candidate fails it.
 
     \b
-    Example:
-      lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/ptb
+    Examples:
+      lmforge eval models/ptb --suite configs/eval-suite.yaml --report reports/ptb
+      lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/p
+      lmforge eval models/new --suite S.yaml --baseline models:/ptb@production --report R
     """
-    from lmforge.evaluate.eval import evaluate, markdown
+    from lmforge.evaluate.eval import evaluate
+    from lmforge.evaluate.report import markdown
 
     report = evaluate(config)
     console = _stdout()
-    console.print(markdown(report), markup=False, highlight=False)
+    console.print(markdown(report), markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: [bold]{config.report}[/bold]")
     if "comparison" in report and not report["comparison"]["passed"]:
         raise click.exceptions.Exit(1)

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "lmforge"
 CORE = {"lmforge", "lmforge.config", "lmforge.config.data", "lmforge.config.train"}
 CORE |= {"lmforge.errors", "lmforge.modelio"}
 # Small shared helpers with no knowledge of any verb; every layer may use them.
-HELPERS = {"lmforge.fsutil", "lmforge.logs", "lmforge.progress"}
+HELPERS = {"lmforge.fsutil", "lmforge.logs", "lmforge.progress", "lmforge.records"}
 
 
 def _module_name(path: Path) -> str:

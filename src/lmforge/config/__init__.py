@@ -24,8 +24,8 @@ C = TypeVar("C")
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
     """A config field with its `--help` text (and fixed choices, if any)."""
     meta = {"help": help, "choices": choices}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -61,6 +61,11 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         elif not isinstance(value, list | tuple):
             raise ValueError(f"{key}: expected a list, got {value!r}")
         return [coerce(f"{key}[{i}]", item, item_tp) for i, item in enumerate(items)]
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return {coerce(key, k, key_tp): coerce(f"{key}.{k}", v, value_tp) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -80,6 +80,12 @@ class PrepareConfig:
     )
     seed: int = option(1234, "Seed for hashing, sampling and MinHash permutations.")
     workers: int = option(0, "Threads for tokenizer training and encoding (0 = all cores).")
+    canaries: int = option(
+        0,
+        "Insert this many random secret-shaped sequences into the train split (recorded in the "
+        "manifest) so that `lmforge eval` can measure memorization (canary exposure).",
+    )
+    canary_repeats: int = option(1, "Times each canary is inserted.")
     shard: str = option(
         "",
         "I/N: prepare only the I-th of N slices of the documents (needs --tokenizer); "
@@ -102,6 +108,14 @@ class PrepareConfig:
         out += _fraction("sample_fraction", self.sample_fraction, open_low=True)
         if self.shingle_words < 1:
             out.append(f"shingle_words: {self.shingle_words} must be at least 1")
+        if self.canaries < 0:
+            out.append(f"canaries: {self.canaries} is negative")
+        if self.canary_repeats < 1:
+            out.append(f"canary_repeats: {self.canary_repeats} must be at least 1")
+        if self.canaries and self.shard:
+            out.append(
+                "canaries: cannot be combined with --shard; prepare the shards without canaries"
+            )
         if self.minhash_perm < 16:
             out.append(f"minhash_perm: {self.minhash_perm} must be at least 16")
         if len(self.split) != 3 or any(x < 0 for x in self.split):

@@ -18,6 +18,7 @@ from typing import Any
 
 from lmforge.config import to_dict
 from lmforge.config.data import PrepareConfig
+from lmforge.data.canary import canary_documents, make_canaries, manifest_entry
 from lmforge.data.clean import Normalizer, QualityFilter
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
@@ -170,6 +171,9 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                     route(doc)
             sample_stats.seconds = time.perf_counter() - started
             stage_stats.append(sample_stats)
+        canaries = make_canaries(cfg.canaries, cfg.canary_repeats, cfg.seed)
+        for doc in canary_documents(canaries):
+            route(doc)
         for spill in spills.values():
             spill.close()
         for stats in stage_stats:
@@ -238,6 +242,8 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
             },
             "versions": library_versions("tokenizers", "numpy", "datasketch", "scikit-learn"),
         }
+        if canaries:
+            manifest["canaries"] = manifest_entry(canaries)
         if shard is not None:
             manifest["shard"] = {
                 "index": shard[0],

@@ -1,149 +1,152 @@
-"""`lmforge eval MODEL --perplexity FILE... --report DIR [--baseline MODEL]`: sliding-window
-perplexity (token, word, bits per byte) per file, written to report.json and report.md with
-every number next to the data's and the model's sha256 and the settings. With a baseline,
-deltas and a pass/fail on word perplexity; the exit code says whether the model passed."""
+"""`lmforge eval MODEL --suite SUITE.yaml --report DIR [--baseline MODEL]`: run a suite's tasks
+on a model (and on a baseline), write report.json (every number under tasks.<task>.<metric>,
+next to the data's sha256, the model's sha256 and the settings), report.md and the plots, and
+log the numbers to the model's MLflow run when it has one. With a baseline the report holds
+the comparison, and the exit code says whether the candidate passed the suite's gate."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lmforge.config import to_dict
-from lmforge.config.evaluate import EvalConfig
-from lmforge.errors import ConfigError, DataError
-from lmforge.evaluate.perplexity import score_tokens
-from lmforge.fsutil import atomic_dir, sha256_file, write_json_atomic
+from lmforge.config.evaluate import EvalConfig, PerplexityTask, TaskData
+from lmforge.errors import DataError, LmforgeError
+from lmforge.evaluate.classification import run_classification
+from lmforge.evaluate.leakage import run_canary_exposure, run_extraction
+from lmforge.evaluate.matching import run_matching
+from lmforge.evaluate.perplexity import run_perplexity
+from lmforge.evaluate.report import compare, markdown, plots
+from lmforge.evaluate.result import TaskResult
+from lmforge.evaluate.robustness import perturbation, ratios
+from lmforge.evaluate.scoring import LoadedModel, load_for_eval
+from lmforge.evaluate.suite import Suite, TaskSpec, check_names, load_suite
+from lmforge.evaluate.summarization import run_summarization
+from lmforge.fsutil import atomic_dir, write_json_atomic
+from lmforge.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class LineCorpus:
-    """A text file read as one document per line, the way `data prepare` packs it: every line
-    followed by <|endoftext|>; words count one end per line, bytes include the newline."""
-
-    path: Path
-    lines: list[str]
-
-    @classmethod
-    def read(cls, path: Path) -> LineCorpus:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise DataError(f"cannot read {path}: {exc.strerror}") from exc
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if not lines:
-            raise DataError(f"{path} holds no text to score")
-        return cls(path, lines)
-
-    @property
-    def words(self) -> int:
-        return sum(len(line.split()) + 1 for line in self.lines)
-
-    @property
-    def bytes(self) -> int:
-        return sum(len(line.encode("utf-8")) + 1 for line in self.lines)
-
-    def token_ids(self, tokenizer: Any) -> np.ndarray:
-        eot = tokenizer.eos_token_id
-        encoded = tokenizer(self.lines, add_special_tokens=False)["input_ids"]
-        return np.fromiter((i for ids in encoded for i in (*ids, eot)), dtype=np.int64)
+# Tasks that robustness can rerun on perturbed inputs.
+PERTURBABLE: dict[str, Callable[..., TaskResult]] = {
+    "perplexity": run_perplexity,
+    "summarization": run_summarization,
+    "classification": run_classification,
+    "matching": run_matching,
+}
 
 
-def score_model(ref: str, corpora: list[LineCorpus], cfg: EvalConfig) -> dict[str, Any]:
-    from lmforge.train.model import load_pretrained
+def build_suite(cfg: EvalConfig) -> Suite:
+    """The suite file's tasks plus one perplexity task per `--perplexity` input."""
+    suite = load_suite(Path(cfg.suite)) if cfg.suite else Suite([])
+    for path in cfg.perplexity:
+        name = Path(path).stem if not Path(path).is_dir() else f"{Path(path).name}-test"
+        options = PerplexityTask(data=path, context_length=cfg.context_length, stride=cfg.stride)
+        suite.tasks.append(TaskSpec(name, "perplexity", options))
+    check_names(suite, suite.source)
+    return suite
 
-    model, tokenizer, card = load_pretrained(ref)
-    positions = model.config.n_positions
-    context = cfg.context_length or positions
-    if context > positions:
-        raise ConfigError(f"context_length: {context} is above {ref}'s {positions} positions")
-    stride = cfg.stride or max(1, context // 2)
-    if stride > context:
-        raise ConfigError(f"stride: {stride} is longer than the window of {context} tokens")
-    tasks = {}
-    for corpus in corpora:
-        scored = score_tokens(model, corpus.token_ids(tokenizer), context, stride, cfg.batch_size)
-        tasks[f"perplexity/{corpus.path.stem}"] = scored.metrics(corpus.words, corpus.bytes)
-        log.info(
-            "%s on %s: word perplexity %.2f",
-            ref,
-            corpus.path.name,
-            tasks[f"perplexity/{corpus.path.stem}"]["word_perplexity"],
+
+def preflight(suite: Suite) -> None:
+    """Missing data files fail before any model is loaded."""
+    for spec in suite.tasks:
+        options = spec.options
+        files = [options.data] if isinstance(options, TaskData) else []
+        files += [getattr(options, "threshold_data", "")]
+        for path in filter(None, files):
+            if not Path(path).exists():
+                raise DataError(f"task {spec.name}: data {path} does not exist")
+
+
+def run_task(
+    lm: LoadedModel, spec: TaskSpec, suite: Suite, done: dict[str, TaskResult], batch_size: int
+) -> TaskResult:
+    if spec.type in PERTURBABLE:
+        return PERTURBABLE[spec.type](lm, spec.options, batch_size)
+    if spec.type == "canary_exposure":
+        return run_canary_exposure(lm, spec.options, batch_size)
+    if spec.type == "extraction":
+        return run_extraction(lm, spec.options, batch_size)
+    options = spec.options
+    target = suite.task(options.of)
+    clean = done.get(target.name) or run_task(lm, target, suite, done, batch_size)
+    metrics: dict[str, float] = {}
+    for kind in options.perturbations:
+        noisy = PERTURBABLE[target.type](
+            lm, target.options, batch_size, perturbation(kind, options.rate, options.seed)
         )
-    files = (card or {}).get("files", {})
-    return {
-        "model": {"ref": ref, "model_sha256": files.get("model.safetensors")},
-        "settings": {"context_length": context, "stride": stride, "batch_size": cfg.batch_size},
-        "tasks": tasks,
+        metrics.update(ratios(clean.metrics, noisy.metrics, kind))
+    details = {
+        "data": clean.details.get("data", {}),
+        "settings": {**to_dict(options), "of": target.name},
     }
+    return TaskResult(metrics, details)
 
 
-def compare(
-    candidate: dict[str, Any], baseline: dict[str, Any], max_regression: float
-) -> dict[str, Any]:
-    rows = {}
-    for task, metrics in candidate["tasks"].items():
-        base = baseline["tasks"][task]
-        change = metrics["word_perplexity"] / base["word_perplexity"] - 1
-        rows[task] = {
-            "candidate": metrics["word_perplexity"],
-            "baseline": base["word_perplexity"],
-            "change": change,
-            "passed": change <= max_regression,
-        }
+def evaluate_model(ref: str, suite: Suite, batch_size: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    lm = load_for_eval(ref)
+    load_seconds = time.perf_counter() - started
+    done: dict[str, TaskResult] = {}
+    details: dict[str, Any] = {}
+    with progress_bar(f"eval {ref}", len(suite.tasks), "tasks") as bar:
+        for spec in suite.tasks:
+            started = time.perf_counter()
+            try:
+                result = run_task(lm, spec, suite, done, batch_size)
+            except LmforgeError as exc:
+                exc.args = (f"task {spec.name}: {exc.args[0]}", *exc.args[1:])
+                raise
+            seconds = time.perf_counter() - started
+            done[spec.name] = result
+            details[spec.name] = {"type": spec.type, "seconds": seconds, **result.details}
+            log.info("%s: %s done in %.1f s", ref, spec.name, seconds)
+            bar.advance(1)
     return {
-        "metric": "word_perplexity",
-        "max_regression": max_regression,
-        "tasks": rows,
-        "passed": all(r["passed"] for r in rows.values()),
+        "model": {"ref": ref, "kind": lm.kind, "model_sha256": lm.sha256},
+        "mlflow_run_id": (lm.card or {}).get("mlflow_run_id"),
+        "load_seconds": load_seconds,
+        "tasks": {name: result.metrics for name, result in done.items()},
+        "details": details,
     }
-
-
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"# Evaluation of {report['model']['ref']}",
-        "",
-        f"Settings: {report['settings']}",
-        "",
-        "| task | token ppl | word ppl | bits/byte | tokens | tokens/s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task, m in report["tasks"].items():
-        lines.append(
-            f"| {task} | {m['token_perplexity']:.3f} | {m['word_perplexity']:.3f} | "
-            f"{m['bits_per_byte']:.4f} | {m['tokens']:.0f} | {m['tokens_per_second']:,.0f} |"
-        )
-    if comparison := report.get("comparison"):
-        lines += [
-            "",
-            f"## Against {report['baseline']['model']['ref']}",
-            "",
-            "| task | candidate | baseline | change | verdict |",
-            "|---|---|---|---|---|",
-        ]
-        for task, row in comparison["tasks"].items():
-            verdict = "pass" if row["passed"] else "FAIL"
-            lines.append(
-                f"| {task} | {row['candidate']:.3f} | {row['baseline']:.3f} | "
-                f"{row['change']:+.2%} | {verdict} |"
-            )
-    return "\n".join(lines) + "\n"
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    corpora = [LineCorpus.read(Path(p)) for p in cfg.perplexity]
-    report = score_model(cfg.model, corpora, cfg)
-    report["data"] = {str(c.path): sha256_file(c.path) for c in corpora}
+    suite = build_suite(cfg)
+    preflight(suite)
+    report = evaluate_model(cfg.model, suite, cfg.batch_size)
+    report["suite"] = suite.source
     report["options"] = to_dict(cfg)
     if cfg.baseline:
-        report["baseline"] = score_model(cfg.baseline, corpora, cfg)
-        report["comparison"] = compare(report, report["baseline"], cfg.max_regression)
+        report["baseline"] = evaluate_model(cfg.baseline, suite, cfg.batch_size)
+        report["comparison"] = compare(report, report["baseline"], suite, cfg.max_regression)
     with atomic_dir(Path(cfg.report), force=cfg.force) as tmp:
+        report["plots"] = plots(report, tmp)
         write_json_atomic(tmp / "report.json", report)
         (tmp / "report.md").write_text(markdown(report), encoding="utf-8")
+    if cfg.track and report.get("mlflow_run_id"):
+        log_to_run(report["mlflow_run_id"], report, Path(cfg.report))
     return report
+
+
+def log_to_run(run_id: str, report: dict[str, Any], directory: Path) -> None:
+    """Metrics `eval.<task>.<metric>` and the report dir as artifacts of the model's run. A
+    store that is gone or unreachable costs a warning, not the evaluation."""
+    from lmforge.registry.store import use_store_uri
+
+    try:
+        import mlflow
+
+        use_store_uri()
+        client = mlflow.MlflowClient()
+        for task, metrics in report["tasks"].items():
+            for metric, value in metrics.items():
+                if math.isfinite(value):
+                    client.log_metric(run_id, f"eval.{task}.{metric}", value)
+        client.log_artifacts(run_id, str(directory), artifact_path=f"eval/{directory.name}")
+    except Exception as exc:  # mlflow raises many types for a missing run or store
+        log.warning("results not logged to MLflow run %s: %s", run_id, exc)

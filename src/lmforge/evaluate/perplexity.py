@@ -6,15 +6,23 @@ bits per byte (lm-evaluation-harness conventions) make different tokenizers comp
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lmforge.config.evaluate import PerplexityTask
+from lmforge.errors import ConfigError, DataError
+from lmforge.evaluate.data import data_entry
+from lmforge.evaluate.result import Perturb, TaskResult
+from lmforge.evaluate.scoring import LoadedModel
+from lmforge.records import read_records
 from lmforge.train.dataset import IGNORE
 
 
@@ -86,3 +94,89 @@ def score_tokens(
     plan = windows(len(ids), context, stride)
     total, count = summed_loss(model, _batches(ids, plan, batch_size))
     return Scored(total, count, time.perf_counter() - started)
+
+
+@dataclass
+class Corpus:
+    """Documents scored the way `data prepare` packs them: each followed by <|endoftext|>.
+    Words count one end per document and bytes include it (lm-evaluation-harness style)."""
+
+    source: str
+    documents: list[str]
+
+    @property
+    def words(self) -> int:
+        return sum(len(doc.split()) + 1 for doc in self.documents)
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(doc.encode("utf-8")) + 1 for doc in self.documents)
+
+    def token_ids(self, tokenizer: Any) -> np.ndarray:
+        eot = tokenizer.eos_token_id
+        encoded = tokenizer(self.documents, add_special_tokens=False)["input_ids"]
+        return np.fromiter((i for ids in encoded for i in (*ids, eot)), dtype=np.int64)
+
+
+def read_corpus(spec: PerplexityTask) -> Corpus:
+    """A .txt file (one document per non-empty line), a record file (role: text) or a
+    dataset dir's split, decoded back to documents."""
+    path = Path(spec.data)
+    if path.is_dir():
+        documents = _dataset_documents(path, spec.split)
+    elif path.suffix in (".txt", ".raw", ".tokens", ""):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"cannot read {path}: {exc.strerror}") from exc
+        documents = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        column = spec.column("text")
+        records = read_records(path, [column], fmt=spec.format, header=spec.header)
+        documents = [r[column].strip() for r in records if r[column].strip()]
+    if spec.limit:
+        documents = documents[: spec.limit]
+    if not documents:
+        raise DataError(f"{path} holds no text to score")
+    return Corpus(str(path), documents)
+
+
+def _dataset_documents(directory: Path, split: str) -> list[str]:
+    from lmforge.data.tokenizer import end_of_text_id, load_tokenizer
+
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        raise DataError(f"{directory} is not a dataset dir (it has no manifest.json)")
+    entry = json.loads(manifest.read_text(encoding="utf-8"))["splits"][split]
+    dtype = np.dtype(json.loads(manifest.read_text(encoding="utf-8"))["dtype"])
+    ids = np.fromfile(directory / entry["file"], dtype=dtype)
+    tokenizer = load_tokenizer(str(directory))
+    boundaries = np.flatnonzero(ids == end_of_text_id(tokenizer))
+    starts = np.concatenate([[0], boundaries[:-1] + 1])
+    return [tokenizer.decode(ids[a:b].tolist()) for a, b in zip(starts, boundaries, strict=True)]
+
+
+def run_perplexity(
+    lm: LoadedModel, spec: PerplexityTask, batch_size: int, perturb: Perturb | None = None
+) -> TaskResult:
+    lm.require_lm("perplexity")
+    corpus = read_corpus(spec)
+    if perturb is not None:
+        corpus = Corpus(corpus.source, [perturb(doc) for doc in corpus.documents])
+    context = spec.context_length or lm.positions
+    if context > lm.positions:
+        raise ConfigError(f"context_length: {context} is above {lm.ref}'s {lm.positions} positions")
+    stride = spec.stride or max(1, context // 2)
+    if stride > context:
+        raise ConfigError(
+            f"stride: {stride} is longer than the window of {context} tokens",
+            hint=f"{lm.ref} has {lm.positions} positions; use a stride of at most that",
+        )
+    scored = score_tokens(lm.model, corpus.token_ids(lm.tokenizer), context, stride, batch_size)
+    metrics = scored.metrics(corpus.words, corpus.bytes)
+    details = {
+        "data": data_entry(corpus.source, spec.split if Path(corpus.source).is_dir() else None),
+        "settings": {"context_length": context, "stride": stride},
+        "documents": len(corpus.documents),
+    }
+    return TaskResult(metrics, details)

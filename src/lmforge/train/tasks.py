@@ -9,9 +9,6 @@ trained models:
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,8 @@ import torch
 
 from lmforge.config.train import TrainConfig
 from lmforge.errors import DataError
+from lmforge.evaluate.metrics import macro_f1
+from lmforge.records import read_records
 from lmforge.train.dataset import IGNORE
 from lmforge.train.setup import RunResult, RunSpec, run_training
 
@@ -28,58 +27,10 @@ TLDR = "\nTL;DR:\n"
 VALID_FRACTION = 0.05
 
 
-def read_records(path: Path, fields: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of a .tsv/.csv (header row) or .jsonl file, keeping `fields`; bad rows are errors
-    that name the file and line."""
-    if not path.is_file():
-        raise DataError(f"task data {path} does not exist")
-    rows: list[dict[str, str]] = []
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        if path.suffix == ".jsonl":
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-                missing = [f for f in fields if f not in record]
-                if missing:
-                    raise DataError(f"{path}:{number}: record lacks {', '.join(missing)}")
-                rows.append({f: str(record[f]) for f in fields})
-        elif path.suffix in (".tsv", ".csv"):
-            csv.field_size_limit(sys.maxsize)
-            delimiter = "\t" if path.suffix == ".tsv" else ","
-            quoting = csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL
-            reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
-            missing = [f for f in fields if f not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(
-                    f"{path}: no column {', '.join(missing)}",
-                    hint=f"columns are {', '.join(reader.fieldnames or [])}",
-                )
-            rows = [{f: row[f] for f in fields} for row in reader]
-        else:
-            raise DataError(f"{path}: task data must be .tsv, .csv or .jsonl")
-    if not rows:
-        raise DataError(f"{path} holds no records")
-    return rows
-
-
 def split_off_valid(rows: list[dict[str, str]], seed: int) -> tuple[list, list]:
     order = np.random.default_rng(seed).permutation(len(rows))
     cut = max(1, int(len(rows) * VALID_FRACTION))
     return [rows[i] for i in order[cut:]], [rows[i] for i in order[:cut]]
-
-
-def macro_f1(predictions: np.ndarray, labels: np.ndarray, classes: int) -> float:
-    scores = []
-    for c in range(classes):
-        tp = np.sum((predictions == c) & (labels == c))
-        fp = np.sum((predictions == c) & (labels != c))
-        fn = np.sum((predictions != c) & (labels == c))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return float(np.mean(scores))
 
 
 class ListDataset(torch.utils.data.Dataset):
