@@ -3,12 +3,14 @@ step is skipped."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from tests.conftest import cli_env
 
@@ -56,6 +58,18 @@ def test_quickstart_pipeline_runs_and_resumes(tmp_path: Path) -> None:
     assert "@production" in out or "production" in out
     assert (home / "teacher" / "model.safetensors").exists()
     assert (home / "student" / "lmforge.json").exists()
+    # The evaluation: student against teacher on the packaged suite plus test perplexity; the
+    # gate's verdict may go either way, and the numbers land in the student's MLflow run.
+    assert "evaluate: done in" in out or "evaluate: refused" in out
+    report = json.loads((home / "report" / "report.json").read_text())
+    assert set(report["tasks"]) == {"topics", "summaries", "topics-noise", "data-test"}
+    assert report["tasks"]["topics"]["examples"] == 16
+    assert report["baseline"]["model"]["ref"] == str(home / "teacher")
+    assert report["comparison"]["rows"] and (home / "report" / "confusion_topics.png").exists()
+    run_id = json.loads((home / "student" / "lmforge.json").read_text())["mlflow_run_id"]
+    store = f"sqlite:///{home / 'store' / 'mlflow.db'}"
+    logged = MlflowClient(tracking_uri=store).get_run(run_id).data.metrics
+    assert logged["eval.topics.accuracy"] == report["tasks"]["topics"]["accuracy"]
 
     again = run_pipeline(home)
     assert again.returncode == 0, again.stderr[-3000:]

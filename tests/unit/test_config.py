@@ -82,6 +82,10 @@ def test_shipped_configs_parse(name: str) -> None:
     values = read_yaml(path)
     if "steps" in values:
         return check_pipeline(path)
+    if "tasks" in values:
+        from lmforge.evaluate.suite import load_suite
+
+        return load_suite(path)
     verb = next(
         v
         for v in (PrepareConfig, TrainConfig, ServeConfig)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import to_dict
-from lmforge.config.evaluate import EvalConfig, PerplexityTask, TaskData
+from lmforge.config.evaluate import EvalConfig, PerplexityTask
 from lmforge.errors import DataError, LmforgeError
 from lmforge.evaluate.classification import run_classification
 from lmforge.evaluate.leakage import run_canary_exposure, run_extraction
@@ -24,7 +24,7 @@ from lmforge.evaluate.report import compare, markdown, plots
 from lmforge.evaluate.result import TaskResult
 from lmforge.evaluate.robustness import perturbation, ratios
 from lmforge.evaluate.scoring import LoadedModel, load_for_eval
-from lmforge.evaluate.suite import Suite, TaskSpec, check_names, load_suite
+from lmforge.evaluate.suite import PATH_OPTIONS, Suite, TaskSpec, check_names, load_suite
 from lmforge.evaluate.summarization import run_summarization
 from lmforge.fsutil import atomic_dir, write_json_atomic
 from lmforge.progress import progress_bar
@@ -54,12 +54,10 @@ def build_suite(cfg: EvalConfig) -> Suite:
 def preflight(suite: Suite) -> None:
     """Missing data files fail before any model is loaded."""
     for spec in suite.tasks:
-        options = spec.options
-        files = [options.data] if isinstance(options, TaskData) else []
-        files += [getattr(options, "threshold_data", "")]
-        for path in filter(None, files):
-            if not Path(path).exists():
-                raise DataError(f"task {spec.name}: data {path} does not exist")
+        for option in PATH_OPTIONS:
+            path = getattr(spec.options, option, "")
+            if path and not Path(path).exists():
+                raise DataError(f"task {spec.name}: {option} {path} does not exist")
 
 
 def run_task(

@@ -9,14 +9,16 @@ that a candidate must pass against a baseline.
         fields: {text: sentence}
         labels: {"0": negative, "1": positive}
         template: "Review: {text}\\nSentiment:"
-    gate:                              # optional: per metric, as registry/gate.yaml
+    gate:                              # optional: task.metric patterns, first match wins
       sst2.accuracy: {max_regression: 0.01}
+      "*perplexity": {max_regression: 0.05}   # better: higher|lower when not obvious
 
-Relative paths in a suite are relative to the directory the command runs in."""
+Relative paths in a suite are relative to the suite file, as in docker-compose and kustomize."""
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ class TaskSpec:
 
 @dataclass
 class GateRule:
-    better: str
+    better: str | None  # None: the metric's natural direction
     max_regression: float
 
 
@@ -43,7 +45,7 @@ class GateRule:
 class Suite:
     tasks: list[TaskSpec]
     gate: dict[str, GateRule] = field(default_factory=dict)
-    source: str = "command line"
+    source: str = "(command line)"
 
     def task(self, name: str) -> TaskSpec:
         for spec in self.tasks:
@@ -53,12 +55,14 @@ class Suite:
 
     def rule(self, key: str, default_regression: float) -> GateRule | None:
         """The gate rule of `task.metric`: the first matching pattern of the suite's gate, else
-        the default regression in the metric's natural direction (None: not a quality metric)."""
+        the default regression. None: not gated (counts, sizes, speeds and chosen thresholds
+        have no better direction, so they are gated only when the gate says which is better)."""
+        natural = direction(key.rsplit(".", 1)[-1])
         for pattern, rule in self.gate.items():
             if fnmatch.fnmatchcase(key, pattern):
-                return rule
-        better = direction(key.rsplit(".", 1)[-1])
-        return GateRule(better, default_regression) if better else None
+                better = rule.better or natural
+                return GateRule(better, rule.max_regression) if better else None
+        return GateRule(natural, default_regression) if natural else None
 
 
 # Substrings of metric names, checked in order: which way is better. Counts, sizes, speeds and
@@ -86,6 +90,8 @@ def load_suite(path: Path) -> Suite:
     suite = Suite(
         [parse_task(entry, f"suite {path}: tasks[{i}]") for i, entry in enumerate(entries)]
     )
+    for spec in suite.tasks:
+        _relative_to(spec.options, path.parent)
     suite.gate = parse_gate(raw.get("gate") or {}, f"suite {path}: gate")
     suite.source = str(path)
     check_names(suite, str(path))
@@ -106,6 +112,17 @@ def parse_task(entry: Any, where: str) -> TaskSpec:
     return TaskSpec(name, kind, options)
 
 
+# Task options that name files or dirs.
+PATH_OPTIONS = ("data", "threshold_data", "dataset")
+
+
+def _relative_to(options: Any, base: Path) -> None:
+    for name in PATH_OPTIONS:
+        value = getattr(options, name, "")
+        if value and not Path(value).is_absolute():
+            setattr(options, name, os.path.normpath(base / value))
+
+
 def parse_gate(raw: Any, where: str) -> dict[str, GateRule]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must map task.metric patterns to rules")
@@ -119,9 +136,9 @@ def parse_gate(raw: Any, where: str) -> dict[str, GateRule]:
                 f"{where}.{pattern}: expected {{max_regression: X}} or "
                 f"{{better: higher|lower, max_regression: X}}, got {rule!r}"
             )
-        better = rule.get("better") or direction(str(pattern).rsplit(".", 1)[-1])
-        if better not in ("higher", "lower"):
-            raise ConfigError(f"{where}.{pattern}: say `better: higher` or `better: lower`")
+        better = rule.get("better")
+        if better not in (None, "higher", "lower"):
+            raise ConfigError(f"{where}.{pattern}: better must be higher or lower, not {better!r}")
         rules[str(pattern)] = GateRule(better, float(rule["max_regression"]))
     return rules
 

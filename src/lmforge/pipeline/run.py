@@ -73,7 +73,13 @@ def load_pipeline(path: Path | str, overrides: dict[str, Any] | None = None) -> 
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         problems.append(f"steps: names must be unique, got {names}")
-    variables = {**(spec.get("vars") or {}), **(overrides or {})}
+    # {pipeline_dir}: files that travel with the pipeline (an eval suite, say) resolve
+    # wherever it is run from.
+    variables = {
+        "pipeline_dir": str(path.resolve().parent),
+        **(spec.get("vars") or {}),
+        **(overrides or {}),
+    }
     if unknown_overrides := set(overrides or {}) - set(spec.get("vars") or {}):
         problems.append(f"--set: {sorted(unknown_overrides)} are not variables of this pipeline")
     if problems:
