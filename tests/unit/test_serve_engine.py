@@ -117,6 +117,17 @@ def test_penalties_and_min_new_tokens_are_applied(engine: Engine) -> None:
     assert len(eos_first.token_ids) == 5 and 0 not in eos_first.token_ids[:4]
 
 
+def test_extreme_sampling_values_never_fail_the_request(engine: Engine) -> None:
+    # Found by schemathesis: logits / 1e-300 overflow to inf and softmax turned them to NaN.
+    for params in (
+        SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=1e-300, seed=1),
+        SamplingParams(max_new_tokens=6, min_new_tokens=6, repetition_penalty=1e-300, seed=1),
+        SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=5.0, top_p=5e-324, seed=1),
+    ):
+        out = engine.generate_text("hello", params)
+        assert out.finish_reason is FinishReason.LENGTH and len(out.token_ids) == 6, params
+
+
 def test_stop_strings_match_across_token_boundaries(engine: Engine) -> None:
     out = engine.generate_text("the mat", GREEDY)
     pieces = [engine.tokenizer.decode([t]) for t in out.token_ids]

@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.exceptions import HTTPException
 
 from lmforge.errors import EngineError, LmforgeError
@@ -248,6 +254,59 @@ def openai_logprobs(engine: Engine, event: Event, offset: int) -> dict[str, Any]
 
 # the app ------------------------------------------------------------------------------------
 
+_ERROR_MEANINGS = {
+    400: "A body that is not JSON, or an invalid request (OpenAI routes)",
+    401: "Missing or invalid API key",
+    413: "Request body too large",
+    422: "Invalid request, or a prompt longer than the context",
+    429: "Rate limited or overloaded (see Retry-After)",
+    499: "The client disconnected",
+    500: "Internal error (the message carries the request id)",
+    503: "Not ready, draining, or the engine failed",
+    504: "The request passed its deadline",
+}
+
+
+def documented(*statuses: int, events: dict[str, Any] | None = None) -> dict[int, Any]:
+    """OpenAPI `responses` of a route: its errors in the one error shape (replacing FastAPI's
+    own 422 shape, which we never send) and, for streaming routes, the server-sent events
+    whose `data` field holds `events`."""
+    out: dict[int, Any] = {
+        status: {"model": s.ErrorResponse, "description": _ERROR_MEANINGS[status]}
+        for status in statuses
+    }
+    if events is not None:
+        event = {
+            "type": "object",
+            "required": ["data"],
+            "properties": {"data": {"type": "string", **events}},
+        }
+        out[200] = {"content": {"text/event-stream": {"schema": event}}}
+    return out
+
+
+# `data` of /v1/generate's events: JSON pieces of text; the last one has the finish reason
+# and usage (and an error, if the engine failed the request).
+NATIVE_EVENT = {
+    "contentMediaType": "application/json",
+    "contentSchema": {
+        "type": "object",
+        "required": ["id", "text"],
+        "properties": {
+            "id": {"type": "string"},
+            "text": {"type": "string"},
+            "finish_reason": {"type": "string"},
+            "usage": {"type": "object"},
+            "error": {"type": "object"},
+        },
+    },
+}
+# `data` of /v1/completions' events: OpenAI's completion chunks, then the literal [DONE].
+OPENAI_EVENT = {"description": "A text_completion chunk as JSON, or [DONE] at the end."}
+
+
+INFERENCE_ERRORS = (400, 401, 413, 422, 429, 499, 500, 503, 504)
+
 
 def create_app(state: AppState | None) -> FastAPI:
     """The app over `state` (None builds the routes only, e.g. to list them)."""
@@ -261,7 +320,12 @@ def create_app(state: AppState | None) -> FastAPI:
     install_error_handlers(app)
     inference = [Depends(authorize)]
 
-    @app.post("/v1/generate", response_model=s.GenerateResponse, tags=["native"])
+    @app.post(
+        "/v1/generate",
+        response_model=s.GenerateResponse,
+        tags=["native"],
+        responses=documented(*INFERENCE_ERRORS, events=NATIVE_EVENT),
+    )
     async def generate(body: s.GenerateRequest, request: Request, key: str = Depends(authorize)):
         """Generate text after `prompt`; with `stream: true`, server-sent events carry each new
         piece of text and the last one carries `finish_reason` and `usage`."""
@@ -293,7 +357,11 @@ def create_app(state: AppState | None) -> FastAPI:
             "usage": usage(event.prompt_tokens, event.output_tokens),
         }
 
-    @app.post("/v1/completions", tags=["openai"])
+    @app.post(
+        "/v1/completions",
+        tags=["openai"],
+        responses=documented(*INFERENCE_ERRORS, events=OPENAI_EVENT),
+    )
     async def completions(
         body: s.CompletionRequest, request: Request, key: str = Depends(authorize)
     ):
@@ -362,7 +430,7 @@ def create_app(state: AppState | None) -> FastAPI:
             ),
         }
 
-    @app.post("/v1/embeddings", tags=["openai"])
+    @app.post("/v1/embeddings", tags=["openai"], responses=documented(*INFERENCE_ERRORS))
     async def openai_embeddings(
         body: s.EmbeddingRequest, request: Request, key: str = Depends(authorize)
     ):
@@ -376,8 +444,6 @@ def create_app(state: AppState | None) -> FastAPI:
             inputs = [list(body.input)]  # type: ignore[arg-type]
         else:
             inputs = list(body.input)  # type: ignore[arg-type]
-        if not inputs or len(inputs) > 256 or any(len(x) == 0 for x in inputs):
-            raise ApiError(400, "invalid_request_error", "give 1 to 256 non-empty inputs", "input")
         with state.lease() as engine:
             ids = [engine.encode(x) if isinstance(x, str) else x for x in inputs]
             charge_tokens(state, key, sum(map(len, ids)), 0)
@@ -392,7 +458,12 @@ def create_app(state: AppState | None) -> FastAPI:
         model = body.model or state.model.name
         return {"object": "list", "data": data, "model": model, "usage": usage(prompt_tokens, 0)}
 
-    @app.post("/v1/classify", response_model=s.ClassifyResponse, tags=["native"])
+    @app.post(
+        "/v1/classify",
+        response_model=s.ClassifyResponse,
+        tags=["native"],
+        responses=documented(*INFERENCE_ERRORS),
+    )
     async def classify(body: s.ClassifyRequest, request: Request, key: str = Depends(authorize)):
         """Zero-shot classification by label scoring: the probability of each candidate label
         as the model's continuation of `template`."""
@@ -408,24 +479,27 @@ def create_app(state: AppState | None) -> FastAPI:
             scores = await until_disconnect(request, work)
         return {"results": [{"label": max(p, key=p.get), "scores": p} for p in scores]}
 
-    @app.post("/v1/match", response_model=s.MatchResponse, tags=["native"])
+    @app.post(
+        "/v1/match",
+        response_model=s.MatchResponse,
+        tags=["native"],
+        responses=documented(*INFERENCE_ERRORS),
+    )
     async def match(body: s.MatchRequest, request: Request, key: str = Depends(authorize)):
         """Cosine similarity of mean-pooled embeddings: a pair, or a query against candidates
         (ranked); with `threshold`, a match decision too."""
         state = state_of(request)
-        texts = (
-            [body.text_a, body.text_b]
-            if body.text_a is not None
-            else [body.query, *body.candidates]
-        )
+        pair = isinstance(body, s.MatchPair)
+        texts = [body.text_a, body.text_b] if pair else [body.query, *body.candidates]
         with state.lease() as engine:
-            ids = [engine.encode(t) for t in texts]
+            # Texts longer than the context are embedded by their beginning.
+            ids = [engine.encode(t)[: engine.max_seq_len - 1] for t in texts]
             charge_tokens(state, key, sum(map(len, ids)), 0)
             vectors, _ = await until_disconnect(
                 request, embeddings(engine, ids, state.config.request_timeout)
             )
         decide = (lambda x: x >= body.threshold) if body.threshold is not None else (lambda x: None)
-        if body.text_a is not None:
+        if pair:
             similarity = cosine(vectors[0], vectors[1])
             return {"similarity": similarity, "match": decide(similarity)}
         ranking = [
@@ -438,7 +512,12 @@ def create_app(state: AppState | None) -> FastAPI:
         ranking.sort(key=lambda r: -r["similarity"])
         return {"ranking": ranking}
 
-    @app.post("/v1/summarize", response_model=s.SummarizeResponse, tags=["native"])
+    @app.post(
+        "/v1/summarize",
+        response_model=s.SummarizeResponse,
+        tags=["native"],
+        responses=documented(*INFERENCE_ERRORS),
+    )
     async def summarize_route(
         body: s.SummarizeRequest, request: Request, key: str = Depends(authorize)
     ):
@@ -455,14 +534,24 @@ def create_app(state: AppState | None) -> FastAPI:
             "usage": usage(result.prompt_tokens, result.output_tokens),
         }
 
-    @app.post("/v1/tokenize", response_model=s.TokenizeResponse, dependencies=inference)
+    @app.post(
+        "/v1/tokenize",
+        response_model=s.TokenizeResponse,
+        dependencies=inference,
+        responses=documented(*INFERENCE_ERRORS),
+    )
     async def tokenize(body: s.TokenizeRequest, request: Request):
         """Token ids of `text` under the served model's tokenizer."""
         with state_of(request).lease() as engine:
             tokens = engine.encode(body.text)
             return {"tokens": tokens, "count": len(tokens), "max_context": engine.max_seq_len}
 
-    @app.get("/v1/models", response_model=s.ModelList, dependencies=inference)
+    @app.get(
+        "/v1/models",
+        response_model=s.ModelList,
+        dependencies=inference,
+        responses=documented(401, 429, 500, 503),
+    )
     async def models(request: Request):
         """The served model: name, registry version, sha256 of its weights, context length."""
         state = state_of(request)
@@ -476,7 +565,12 @@ def create_app(state: AppState | None) -> FastAPI:
         }
         return {"object": "list", "data": [card]}
 
-    @app.post("/admin/reload", response_model=s.ReloadResponse, tags=["admin"])
+    @app.post(
+        "/admin/reload",
+        response_model=s.ReloadResponse,
+        tags=["admin"],
+        responses=documented(401, 500, 503),
+    )
     async def reload(request: Request, _: str = Depends(authorize_admin)):
         """Load the model again (an alias may have moved), warm it up and swap it in; requests
         in flight finish on the old engine."""
@@ -490,7 +584,12 @@ def create_app(state: AppState | None) -> FastAPI:
         """The web playground: one self-contained page, no assets from elsewhere."""
         return HTMLResponse(playground)
 
-    @app.get("/ping", tags=["health"])
+    @app.get(
+        "/ping",
+        tags=["health"],
+        response_model=s.PingResponse,
+        responses={503: {"model": s.PingResponse, "description": "Not ready"}},
+    )
     async def ping(request: Request):
         """The monitor contract: `{"success": bool, "message": str}`."""
         state = state_of(request)
@@ -500,7 +599,12 @@ def create_app(state: AppState | None) -> FastAPI:
             message = f"engine dead: {state.engine.dead}"
         return JSONResponse({"success": ok, "message": message}, status_code=200 if ok else 503)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        response_model=s.ProbeStatus,
+        responses={503: {"model": s.ProbeStatus, "description": "The engine loop is dead"}},
+    )
     async def healthz(request: Request):
         """Liveness: the engine loop is running."""
         state = state_of(request)
@@ -508,7 +612,12 @@ def create_app(state: AppState | None) -> FastAPI:
             return {"status": "alive"}
         return JSONResponse({"status": "dead", "reason": state.engine.dead}, status_code=503)
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=s.ProbeStatus,
+        responses={503: {"model": s.ProbeStatus, "description": "Loading or draining"}},
+    )
     async def readyz(request: Request):
         """Readiness: model loaded and warmed up, engine alive, not draining."""
         state = state_of(request)
@@ -519,7 +628,16 @@ def create_app(state: AppState | None) -> FastAPI:
         )
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
 
-    @app.get("/metrics", tags=["health"], dependencies=[Depends(authorize_metrics)])
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        dependencies=[Depends(authorize_metrics)],
+        response_class=PlainTextResponse,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            **documented(401),
+        },
+    )
     async def metrics(request: Request):
         """Prometheus metrics (`lmforge_*`)."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -278,6 +278,9 @@ class Engine:
         **fields: Any,
     ) -> Request:
         ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if prompt == "" and kind is Kind.GENERATE and self.eos_id is not None:
+            # An empty prompt starts a new document, as GPT-2 generates unconditionally.
+            ids = [self.eos_id]
         deadline = time.monotonic() + timeout if timeout else None
         return Request(ids, kind, params or SamplingParams(), deadline=deadline, **fields)
 

@@ -460,7 +460,10 @@ class Runner:
 
     def _draw(self, logits: Any, params: SamplingParams, generator: Any) -> int:
         torch = self._torch
-        logits = logits / params.temperature
+        # A tiny temperature (or penalty) overflows the logits to inf, and softmax of inf is
+        # NaN: clamp to the largest finite values, which keeps the order and so the choice.
+        limit = torch.finfo(logits.dtype)
+        logits = torch.nan_to_num(logits / params.temperature, posinf=limit.max, neginf=limit.min)
         if params.top_k:
             kth = logits.topk(min(params.top_k, logits.shape[-1])).values[-1]
             logits = logits.masked_fill(logits < kth, -math.inf)
@@ -469,6 +472,8 @@ class Runner:
             cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
             # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
             drop = cumulative - ordered.softmax(dim=-1) >= params.top_p
+            # Rounding can put the first token's "mass before it" above a tiny top_p.
+            drop[0] = False
             logits = logits.clone()
             logits[order[drop]] = -math.inf
         probs = logits.softmax(dim=-1)

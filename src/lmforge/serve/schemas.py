@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Stop = str | list[str] | None
+# A text with something in it: what every task route needs, said in the schema itself so
+# clients (and schemathesis) see the rule the server applies.
+Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema has it: 2.0 is one (the models are strict, which would refuse it).
+Int = Annotated[int, BeforeValidator(_integral)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as the schema says them (no 0.0 for false, no "1" for 1).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SamplingFields(Strict):
     temperature: float = Field(1.0, ge=0, le=5, description="0 = greedy.")
-    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens (0 = off).")
+    top_k: Int = Field(0, ge=0, description="Keep the k most likely tokens (0 = off).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     repetition_penalty: float = Field(1.0, gt=0, le=10)
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    seed: int | None = Field(None, description="Same seed, same text, whatever else runs.")
+    seed: Int | None = Field(None, description="Same seed, same text, whatever else runs.")
     stop: Stop = Field(None, description="Stop strings (not included in the output).")
 
 
 class GenerateRequest(SamplingFields):
     prompt: str = Field(..., min_length=1)
-    max_new_tokens: int = Field(64, ge=1)
-    min_new_tokens: int = Field(0, ge=0)
+    max_new_tokens: Int = Field(64, ge=1)
+    min_new_tokens: Int = Field(0, ge=0)
     ignore_eos: bool = False
     stream: bool = Field(False, description="Server-sent events, one per new piece of text.")
 
@@ -46,26 +58,24 @@ class GenerateResponse(BaseModel):
 
 
 class ClassifyRequest(Strict):
-    text: str | list[str] = Field(..., description="One text or a list.")
-    labels: list[str] = Field(..., min_length=2, max_length=50)
+    text: Text | Annotated[list[Text], Field(min_length=1, max_length=64)] = Field(
+        ..., description="One text or a list of up to 64."
+    )
+    labels: list[Text] = Field(
+        ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
+    )
     template: str = Field(
-        "Text: {text}\nCategory:", description="Prompt; `{text}` is replaced by each text."
+        "Text: {text}\nCategory:",
+        pattern=r"\{text\}",
+        description="Prompt; `{text}` is replaced by each text.",
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> ClassifyRequest:
-        texts = [self.text] if isinstance(self.text, str) else self.text
-        if not texts or any(not t.strip() for t in texts):
-            raise ValueError("text must be non-empty")
-        if len(texts) > 64:
-            raise ValueError(f"at most 64 texts per request, got {len(texts)}")
-        if "{text}" not in self.template:
-            raise ValueError("template must contain {text}")
-        if any(not label.strip() for label in self.labels) or len(set(self.labels)) != len(
-            self.labels
-        ):
-            raise ValueError("labels must be distinct and non-empty")
-        return self
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be distinct")
+        return labels
 
 
 class ClassifyResult(BaseModel):
@@ -77,23 +87,19 @@ class ClassifyResponse(BaseModel):
     results: list[ClassifyResult]
 
 
-class MatchRequest(Strict):
-    text_a: str | None = None
-    text_b: str | None = None
-    query: str | None = None
-    candidates: list[str] | None = Field(None, max_length=256)
+class MatchPair(Strict):
+    text_a: Text
+    text_b: Text
     threshold: float | None = Field(None, ge=-1, le=1, description="Decide match above this.")
 
-    @model_validator(mode="after")
-    def _check(self) -> MatchRequest:
-        pair = self.text_a is not None and self.text_b is not None
-        ranked = self.query is not None and bool(self.candidates)
-        if pair == ranked:
-            raise ValueError("give either text_a and text_b, or query and candidates")
-        texts = [self.text_a, self.text_b] if pair else [self.query, *self.candidates]
-        if any(not (t or "").strip() for t in texts):
-            raise ValueError("texts must be non-empty")
-        return self
+
+class MatchQuery(Strict):
+    query: Text
+    candidates: list[Text] = Field(..., min_length=1, max_length=256)
+    threshold: float | None = Field(None, ge=-1, le=1, description="Decide match above this.")
+
+
+MatchRequest = MatchPair | MatchQuery
 
 
 class MatchScore(BaseModel):
@@ -110,8 +116,8 @@ class MatchResponse(BaseModel):
 
 
 class SummarizeRequest(Strict):
-    text: str = Field(..., min_length=1)
-    max_new_tokens: int = Field(60, ge=1)
+    text: Text = Field(..., description="Longer texts keep their beginning, to fit the context.")
+    max_new_tokens: Int = Field(60, ge=1)
 
 
 class SummarizeResponse(BaseModel):
@@ -149,38 +155,49 @@ class ModelList(BaseModel):
 
 class OpenAIBase(BaseModel):
     # Fields OpenAI clients may send that we accept and ignore (user, suffix, ...).
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
 class CompletionRequest(OpenAIBase):
     model: str | None = None
-    prompt: str | list[str]
-    max_tokens: int = Field(16, ge=1)
+    prompt: str | Annotated[list[str], Field(min_length=1)] = Field(
+        ..., description="An empty prompt generates from the start of a document."
+    )
+    max_tokens: Int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, ge=1, le=1, description="Only n=1 is supported.")
+    n: Int = Field(1, ge=1, le=1, description="Only n=1 is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Stop = None
-    seed: int | None = None
-    logprobs: int | None = Field(None, ge=0, le=20)
+    seed: Int | None = None
+    logprobs: Int | None = Field(None, ge=0, le=20)
     echo: bool = False
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     # vLLM's extras, which benchmark tools rely on.
     ignore_eos: bool = False
-    min_tokens: int = Field(0, ge=0)
-    top_k: int = Field(0, ge=0)
+    min_tokens: Int = Field(0, ge=0)
+    top_k: Int = Field(0, ge=0)
     repetition_penalty: float = Field(1.0, gt=0, le=10)
 
 
 class EmbeddingRequest(OpenAIBase):
     model: str | None = None
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        Text
+        | Annotated[list[Text], Field(min_length=1, max_length=256)]
+        | Annotated[list[Int], Field(min_length=1)]
+        | Annotated[
+            list[Annotated[list[Int], Field(min_length=1)]], Field(min_length=1, max_length=256)
+        ]
+    )
     encoding_format: Literal["float", "base64"] = "float"
     pooling: Literal["mean", "last"] = "mean"
 
@@ -189,3 +206,25 @@ class ReloadResponse(BaseModel):
     model: str
     version: str | None
     sha256: str
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every route."""
+
+    error: ErrorDetail
+
+
+class ProbeStatus(BaseModel):
+    status: str
+    reason: str | None = None
+
+
+class PingResponse(BaseModel):
+    success: bool
+    message: str

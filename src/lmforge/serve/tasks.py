@@ -48,12 +48,16 @@ async def label_scores(
     engine: Engine, texts: list[str], labels: list[str], template: str, timeout: float
 ) -> list[dict[str, float]]:
     """Zero-shot classification by label scoring: P(label | prompt) from the summed
-    log-probabilities of each label's tokens, normalised over the candidate labels."""
+    log-probabilities of each label's tokens, normalised over the candidate labels. A prompt
+    too long for the context loses its beginning: the end, next to the label, matters most."""
     requests = []
     for text in texts:
         context = engine.encode(template.replace("{text}", text))
         for label in labels:
-            ids = context + engine.encode(" " + label.strip())
+            # A label longer than half the context is scored by its beginning.
+            label_ids = engine.encode(" " + label.strip())[: engine.max_seq_len // 2]
+            context = context[-max(engine.max_seq_len - len(label_ids) - 1, 1) :]
+            ids = context + label_ids
             requests.append(
                 engine.request(ids, Kind.SCORE, timeout=timeout, score_from=len(context))
             )
@@ -93,10 +97,16 @@ class Summary:
 
 
 async def summarize(engine: Engine, text: str, max_new_tokens: int, timeout: float) -> Summary:
-    """'TL;DR:' prompting (GPT-2's own zero-shot summarizer), greedy, ending at a newline."""
+    """'TL;DR:' prompting (GPT-2's own zero-shot summarizer), greedy, ending at a newline. A
+    text too long for the context keeps its beginning, where the gist usually is; the summary
+    gets at most half the context."""
+    max_new_tokens = min(max_new_tokens, engine.max_seq_len // 2)
     params = SamplingParams(
         max_new_tokens=max_new_tokens, temperature=0, repetition_penalty=1.2, stop=("\n",)
     )
-    request = engine.request(text.strip() + SUMMARY_CUE, Kind.GENERATE, params, timeout=timeout)
+    cue = engine.encode(SUMMARY_CUE)
+    room = engine.max_seq_len - max_new_tokens - len(cue)
+    ids = engine.encode(text.strip())[:room] + cue
+    request = engine.request(ids, Kind.GENERATE, params, timeout=timeout)
     event = checked(await engine.complete(request))
     return Summary(event.text.strip(), event.prompt_tokens, event.output_tokens)
