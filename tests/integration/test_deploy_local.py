@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,16 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.servers import API_KEY, free_port
+from tests.integration.servers import API_KEY
 
 pytestmark = pytest.mark.integration
-
-
-def nginx_or_skip() -> None:
-    from lmforge.deploy.local import NGINX_PATHS
-
-    if not (shutil.which("nginx") or any(Path(p).exists() for p in NGINX_PATHS)):
-        pytest.skip("nginx is not installed (.ci/run installs it with apt-get)")
 
 
 def worker_requests(port: int) -> float:
@@ -36,37 +26,6 @@ def worker_requests(port: int) -> float:
         if line.startswith('lmforge_requests_total{route="/v1/generate"'):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-@pytest.fixture(scope="module")
-def deployment(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    nginx_or_skip()
-    run_dir = tmp_path_factory.mktemp("deploy")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "lmforge", "deploy", "local", str(tiny_model)),
-            *("--workers", "2", "--port", str(port), "--run-dir", str(run_dir)),
-            *("--max-body", "16k", "--rate-per-ip", "2000"),
-        ],
-        stderr=(run_dir / "deploy.stderr").open("w"),
-        env={**os.environ, "LMFORGE_API_KEYS": API_KEY, "LMFORGE_NO_PROGRESS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None:
-            pytest.fail((run_dir / "deploy.stderr").read_text())
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (run_dir / "deploy.stderr").read_text()
-        time.sleep(0.3)
-    yield url, run_dir, process
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 0, (run_dir / "deploy.stderr").read_text()
 
 
 def state(run_dir: Path) -> dict:
