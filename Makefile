@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-engine bench-serve clean
+.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve clean
 
 # torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
 # another package pull torch in) downloads a multi-GB CUDA build.
@@ -40,6 +40,10 @@ bench-data: install
 
 bench-train: install
 	bash bench/train_ptb.sh bench/out
+
+# The full evaluation suite on bench-train's teacher and distilled student.
+bench-eval: install
+	bash bench/eval_ptb.sh bench/out
 
 # Our engine against transformers generate and CTranslate2 (installed here, only for this).
 # --ppl-model: the PTB teacher from bench-train, for the int8 perplexity change.
