@@ -29,6 +29,12 @@ class OptimOptions:
         "cosine", "Decay after warmup.", choices=("cosine", "linear", "constant")
     )
     warmup_ratio: float = option(0.05, "Fraction of the steps spent warming up.")
+    schedule_by: str = option(
+        "steps",
+        "What the decay runs over: --max-steps, or time: it ends at --max-time or --max-steps, "
+        "whichever comes first, so a slow or busy machine still ends the run at a low rate.",
+        choices=("steps", "time"),
+    )
     weight_decay: float = option(0.1, "AdamW weight decay (not on biases and norms).")
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off).")
     max_steps: int = option(0, "Optimizer steps to run (0 = use --epochs).")
@@ -51,7 +57,8 @@ class OptimOptions:
     device: str = option("auto", "Where to train.", choices=("auto", "cpu", "cuda"))
     precision: str = option(
         "auto",
-        "Numeric precision: fp32, or bf16/fp16 mixed precision on CUDA (auto: bf16 if supported).",
+        "Numeric precision: fp32; bf16 mixed precision (autocast) on CUDA or on CPUs with "
+        "bf16 instructions; fp16 on CUDA (auto: bf16 on a CUDA device that supports it).",
         choices=("auto", "fp32", "bf16", "fp16"),
     )
     threads: int = option(0, "CPU threads for torch (0 = torch's default for this machine).")
@@ -90,6 +97,8 @@ class OptimOptions:
             "save_total_limit": self.save_total_limit,
         }
         out += [f"{k}: {v} is negative" for k, v in nonnegative.items() if v < 0]
+        if self.schedule_by == "time" and not self.max_time > 0:
+            out.append("schedule_by: time needs --max-time")
         if self.max_steps == 0 and not self.epochs > 0:
             out.append(f"epochs: {self.epochs} must be positive when --max-steps is 0")
         return out

@@ -106,8 +106,8 @@ def training_arguments(
         import torch
 
         precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision != "fp32" and device != "cuda":
-        raise ConfigError(f"precision: {precision} needs CUDA; use fp32 on CPU")
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("precision: fp16 needs CUDA; use fp32 or bf16 on CPU")
     if cfg.threads:
         import torch
 
@@ -226,6 +226,9 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
     from lmforge.train.tracking import log_model_dir, tracked_run
 
     quiet_transformers()
+    if cfg.schedule_by == "time" and world_size() > 1:
+        # Each rank would read its own clock: different rates, drifting replicas.
+        raise ConfigError("schedule_by: time runs in one process; use steps under torchrun")
     output, checkpoints = check_output(cfg)
     resume_from = newest_complete_checkpoint(checkpoints) if cfg.resume else None
     if cfg.resume and resume_from is None:
@@ -251,6 +254,13 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
         **spec.trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)
+    if time_limit and cfg.schedule_by == "time":
+        from lmforge.train.schedule import timed_scheduler_factory
+
+        # The Trainer builds its scheduler lazily at train(); this replaces that one method.
+        trainer.create_scheduler = timed_scheduler_factory(
+            trainer, cfg.lr_schedule, time_limit.deadline, cfg.max_time * 60
+        )
     main = is_main_process()
     params = {k: v for k, v in to_dict(cfg).items() if k not in ("force", "resume")}
     params["world_size"] = world_size()
