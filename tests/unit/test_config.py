@@ -85,7 +85,8 @@ def test_shipped_configs_parse(name: str) -> None:
     if "tasks" in values:
         from lmforge.evaluate.suite import load_suite
 
-        return load_suite(path)
+        load_suite(path)
+        return
     verb = next(
         v
         for v in (PrepareConfig, TrainConfig, ServeConfig)
