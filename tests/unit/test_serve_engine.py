@@ -123,6 +123,7 @@ def test_extreme_sampling_values_never_fail_the_request(engine: Engine) -> None:
         SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=1e-300, seed=1),
         SamplingParams(max_new_tokens=6, min_new_tokens=6, repetition_penalty=1e-300, seed=1),
         SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=5.0, top_p=5e-324, seed=1),
+        SamplingParams(max_new_tokens=6, min_new_tokens=6, seed=-5193975434741508977138335744),
     ):
         out = engine.generate_text("hello", params)
         assert out.finish_reason is FinishReason.LENGTH and len(out.token_ids) == 6, params

@@ -407,7 +407,8 @@ class Runner:
             if seed is None:
                 generator.seed()
             else:
-                generator.manual_seed(seed)
+                # Any integer is a seed; torch takes 64 bits (found by schemathesis: -5e27).
+                generator.manual_seed(seed % 2**64)
             self._generators[request.request_id] = generator
         return generator
 
