@@ -7,7 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -78,3 +81,28 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+@contextmanager
+def steady_load(server: Server, clients: int = 3) -> Iterator[list[int]]:
+    """Clients generating back to back until the block ends; yields the statuses of the
+    requests that did not answer 200."""
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with server.client() as client:
+            while not stop.is_set():
+                answer = client.post("/v1/generate", json={"prompt": "the", "max_new_tokens": 8})
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+
+    workers = [threading.Thread(target=load) for _ in range(clients)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield failures
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()

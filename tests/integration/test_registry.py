@@ -255,43 +255,25 @@ def test_serve_follows_a_moved_alias_without_failing_a_request(
 ) -> None:
     """`serve models:/NAME@production --watch-alias 1`: promoting another version swaps the
     served model under load, and no request fails."""
-    import threading
-
-    from tests.integration.servers import Server
+    from tests.integration.servers import Server, steady_load
 
     env = home_env(tmp_path)
     ok(env, "registry", "register", str(teacher), "--name", "w")
     ok(env, "registry", "register", str(student), "--name", "w")
     ok(env, "registry", "promote", "w", "1")
     server = Server("models:/w@production", "--watch-alias", "1", env=env)
-    failures: list[int] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with server.client() as client:
-            while not stop.is_set():
-                answer = client.post("/v1/generate", json={"prompt": "the", "max_new_tokens": 8})
-                if answer.status_code != 200:
-                    failures.append(answer.status_code)
-
     try:
         with server.client() as client:
             assert client.get("/v1/models").json()["data"][0]["version"] == "1"
-        workers = [threading.Thread(target=load) for _ in range(3)]
-        for worker in workers:
-            worker.start()
-        ok(env, "registry", "promote", "w", "2", "--force", "--reason", "watch-alias test")
-        deadline = time.monotonic() + 90
-        with server.client() as client:
-            while client.get("/v1/models").json()["data"][0]["version"] != "2":
-                assert time.monotonic() < deadline, server.stderr()
-                time.sleep(0.2)
-            served = client.get("/v1/models").json()["data"][0]
-        stop.set()
-        for worker in workers:
-            worker.join()
+        with steady_load(server) as failures:
+            ok(env, "registry", "promote", "w", "2", "--force", "--reason", "watch-alias test")
+            deadline = time.monotonic() + 90
+            with server.client() as client:
+                while client.get("/v1/models").json()["data"][0]["version"] != "2":
+                    assert time.monotonic() < deadline, server.stderr()
+                    time.sleep(0.2)
+                served = client.get("/v1/models").json()["data"][0]
         assert served["sha256"] == card(student)["files"]["model.safetensors"]
         assert failures == []
     finally:
-        stop.set()
         assert server.stop() == 0, server.stderr()

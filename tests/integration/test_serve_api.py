@@ -17,7 +17,7 @@ import pytest
 
 from lmforge.serve.api import OPEN_ROUTES, create_app
 from tests.conftest import build_model_dir
-from tests.integration.servers import ADMIN_KEY, API_KEY, OTHER_KEY, Server
+from tests.integration.servers import ADMIN_KEY, API_KEY, OTHER_KEY, Server, steady_load
 
 pytestmark = pytest.mark.integration
 
@@ -284,28 +284,13 @@ def test_sigterm_drains_accepted_requests_and_exits_zero(long_context_model: Pat
 
 
 def test_hot_reload_under_load_fails_no_request(server: Server) -> None:
-    failures: list[int] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with server.client() as client:
-            while not stop.is_set():
-                answer = client.post("/v1/generate", json={"prompt": "the", "max_new_tokens": 8})
-                if answer.status_code != 200:
-                    failures.append(answer.status_code)
-
-    workers = [threading.Thread(target=load) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.5)
-    with server.client(key=API_KEY) as user:
-        assert user.post("/admin/reload").status_code == 401
-    with server.client(key=ADMIN_KEY) as admin:
-        reloaded = admin.post("/admin/reload")
-    time.sleep(0.5)
-    stop.set()
-    for worker in workers:
-        worker.join()
+    with steady_load(server) as failures:
+        time.sleep(0.5)
+        with server.client(key=API_KEY) as user:
+            assert user.post("/admin/reload").status_code == 401
+        with server.client(key=ADMIN_KEY) as admin:
+            reloaded = admin.post("/admin/reload")
+        time.sleep(0.5)
     assert reloaded.status_code == 200, reloaded.text
     assert failures == []
 

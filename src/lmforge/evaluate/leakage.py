@@ -13,16 +13,15 @@ greedy continuation reproduces the next `match_tokens` exactly."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from lmforge.config.evaluate import CanaryTask, ExtractionTask
+from lmforge.data.manifest import read_manifest
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.data import data_entry
 from lmforge.evaluate.result import TaskResult
@@ -38,13 +37,7 @@ def training_dataset(lm: LoadedModel, given: str, task: str) -> Path:
         raise ConfigError(
             f"task {task}: name the training `dataset:` dir ({lm.ref} does not record one)"
         )
-    if not (Path(path) / "manifest.json").is_file():
-        raise DataError(f"task {task}: {path} is not a dataset dir (it has no manifest.json)")
     return Path(path)
-
-
-def _manifest(directory: Path) -> dict[str, Any]:
-    return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
 
 
 def exposure(canary_nll: float, candidate_nll: np.ndarray, space_bits: float) -> float:
@@ -60,7 +53,7 @@ def exposure(canary_nll: float, candidate_nll: np.ndarray, space_bits: float) ->
 def run_canary_exposure(lm: LoadedModel, spec: CanaryTask, batch_size: int) -> TaskResult:
     lm.require_lm("canary_exposure")
     directory = training_dataset(lm, spec.dataset, "canary_exposure")
-    inserted = _manifest(directory).get("canaries")
+    inserted = read_manifest(directory).get("canaries")
     if not inserted:
         raise DataError(
             f"{directory} holds no canaries",
@@ -114,7 +107,7 @@ def run_canary_exposure(lm: LoadedModel, spec: CanaryTask, batch_size: int) -> T
 def run_extraction(lm: LoadedModel, spec: ExtractionTask, batch_size: int) -> TaskResult:
     lm.require_lm("extraction")
     directory = training_dataset(lm, spec.dataset, "extraction")
-    manifest = _manifest(directory)
+    manifest = read_manifest(directory)
     needed = spec.prefix_tokens + spec.match_tokens
     if needed > lm.positions:
         raise ConfigError(

@@ -4,6 +4,7 @@ threshold that is best on separate threshold data (train or dev), never on the r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from lmforge.evaluate.scoring import LoadedModel, pooled_embeddings
 def _similarities(
     lm: LoadedModel, spec: MatchingTask, path: str, limit: int, batch_size: int, perturb
 ) -> tuple[np.ndarray, np.ndarray]:
-    task = MatchingTask(**{**vars(spec), "data": path, "limit": limit})
+    task = replace(spec, data=path, limit=limit)
     records = task_records(task, ("text_a", "text_b", spec.target))
     column = spec.column(spec.target)
     gold = []

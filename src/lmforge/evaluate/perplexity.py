@@ -6,7 +6,6 @@ bits per byte (lm-evaluation-harness conventions) make different tokenizers comp
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -142,14 +141,11 @@ def read_corpus(spec: PerplexityTask) -> Corpus:
 
 
 def _dataset_documents(directory: Path, split: str) -> list[str]:
+    from lmforge.data.manifest import read_manifest
     from lmforge.data.tokenizer import end_of_text_id, load_tokenizer
 
-    manifest = directory / "manifest.json"
-    if not manifest.is_file():
-        raise DataError(f"{directory} is not a dataset dir (it has no manifest.json)")
-    entry = json.loads(manifest.read_text(encoding="utf-8"))["splits"][split]
-    dtype = np.dtype(json.loads(manifest.read_text(encoding="utf-8"))["dtype"])
-    ids = np.fromfile(directory / entry["file"], dtype=dtype)
+    manifest = read_manifest(directory)
+    ids = np.fromfile(directory / manifest["splits"][split]["file"], dtype=manifest["dtype"])
     tokenizer = load_tokenizer(str(directory))
     boundaries = np.flatnonzero(ids == end_of_text_id(tokenizer))
     starts = np.concatenate([[0], boundaries[:-1] + 1])

@@ -50,13 +50,10 @@ class LoadedModel:
 def load_for_eval(ref: str) -> LoadedModel:
     from lmforge.train.model import load_pretrained
 
-    model, tokenizer, card = load_pretrained(ref)
-    kind = "lm"
-    if "GPT2ForSequenceClassification" in (model.config.architectures or []):
-        model, tokenizer, card = load_pretrained(ref, kind="classification")
-        kind = "classifier"
+    model, tokenizer, card = load_pretrained(ref, kind="auto")
     model.eval()
-    return LoadedModel(ref, model, tokenizer, card, kind)
+    classifier = "GPT2ForSequenceClassification" in (model.config.architectures or [])
+    return LoadedModel(ref, model, tokenizer, card, "classifier" if classifier else "lm")
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

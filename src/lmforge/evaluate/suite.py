@@ -148,11 +148,11 @@ def check_names(suite: Suite, where: str) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ConfigError(f"suite {where}: task names repeat: {', '.join(duplicated)}")
+    kinds = {t.name: t.type for t in suite.tasks}
     for spec in suite.tasks:
         if spec.type != "robustness":
             continue
         target = spec.options.of
-        kinds = {t.name: t.type for t in suite.tasks}
         if kinds.get(target) in (None, "robustness", "canary_exposure", "extraction"):
             raise ConfigError(
                 f"suite {where}: task {spec.name} perturbs {target!r}, which is not a "

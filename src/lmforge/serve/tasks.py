@@ -50,16 +50,16 @@ async def label_scores(
     """Zero-shot classification by label scoring: P(label | prompt) from the summed
     log-probabilities of each label's tokens, normalised over the candidate labels. A prompt
     too long for the context loses its beginning: the end, next to the label, matters most."""
+    # A label longer than half the context is scored by its beginning.
+    label_ids = [engine.encode(" " + label.strip())[: engine.max_seq_len // 2] for label in labels]
+    # Every label of a text sees the same context: room for the longest one.
+    room = engine.max_seq_len - max(map(len, label_ids)) - 1
     requests = []
     for text in texts:
-        context = engine.encode(template.replace("{text}", text))
-        for label in labels:
-            # A label longer than half the context is scored by its beginning.
-            label_ids = engine.encode(" " + label.strip())[: engine.max_seq_len // 2]
-            context = context[-max(engine.max_seq_len - len(label_ids) - 1, 1) :]
-            ids = context + label_ids
+        context = engine.encode(template.replace("{text}", text))[-room:]
+        for ids in label_ids:
             requests.append(
-                engine.request(ids, Kind.SCORE, timeout=timeout, score_from=len(context))
+                engine.request(context + ids, Kind.SCORE, timeout=timeout, score_from=len(context))
             )
     events = await _all(engine, requests)
     results = []

@@ -68,8 +68,10 @@ def wrap_tokenizer(tokenizer_json: Path):  # -> transformers.PreTrainedTokenizer
 
 def load_pretrained(ref: str, kind: str = "causal-lm") -> tuple[Any, Any, dict | None]:
     """(model, tokenizer, card) from a model dir (verified), a registry reference
-    (`models:/NAME@ALIAS`, pulled and verified), or a hub name the user gave."""
+    (`models:/NAME@ALIAS`, pulled and verified), or a hub name the user gave. `kind` "auto"
+    loads a fine-tuned classifier as one and anything else as a causal LM."""
     from transformers import (
+        AutoConfig,
         AutoModelForCausalLM,
         AutoTokenizer,
         GPT2ForSequenceClassification,
@@ -87,8 +89,12 @@ def load_pretrained(ref: str, kind: str = "causal-lm") -> tuple[Any, Any, dict |
         card = verify_model_dir(path)
     elif looks_like_path(ref):
         raise ModelError(f"model dir {ref} does not exist")
-    loader = GPT2ForSequenceClassification if kind == "classification" else AutoModelForCausalLM
     try:
+        if kind == "auto":
+            architectures = AutoConfig.from_pretrained(ref).architectures or []
+            classifier = "GPT2ForSequenceClassification" in architectures
+            kind = "classification" if classifier else kind
+        loader = GPT2ForSequenceClassification if kind == "classification" else AutoModelForCausalLM
         model = loader.from_pretrained(ref, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(ref)
     except (OSError, ValueError) as exc:
