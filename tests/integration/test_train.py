@@ -155,6 +155,36 @@ def test_distilled_student_improves(teacher: Path, ptb_small: Path, tmp_path: Pa
     assert meta["parent"]["student_init"]["teacher_layers"] == [0]
 
 
+def test_distillation_loss_does_not_grow_with_gradient_accumulation(
+    teacher: Path, ptb_small: Path, tmp_path: Path
+) -> None:
+    from lmforge.config import build_config
+    from lmforge.config.train import DistillConfig
+    from lmforge.train.distill import distill
+
+    os.environ["LMFORGE_NO_PROGRESS"] = "1"
+    curves = []
+    for grad_accum in (1, 2):
+        cfg = build_config(
+            DistillConfig,
+            {
+                "teacher": str(teacher),
+                "data": str(ptb_small),
+                "output": str(tmp_path / f"accumulate-{grad_accum}"),
+                "batch_size": 8,
+                "grad_accum": grad_accum,
+                "max_steps": 4,
+                "eval_steps": 4,
+                "track": False,
+            },
+        )
+        curves.append([h["loss"] for h in distill(cfg).log_history if "loss" in h])
+    # The same windows per optimizer step either way; only the teacher's dropout, inherited by
+    # the student, differs. A loss summed over the micro-batches would log twice as much.
+    assert len(curves[0]) == 4
+    assert curves[1] == pytest.approx(curves[0], rel=0.05)
+
+
 def test_grid_study_runs_all_four_points(ptb_small: Path, tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: [1.0e-3, 4.0e-3]\ndropout: [0.0, 0.1]\n")

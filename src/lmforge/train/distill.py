@@ -4,8 +4,8 @@ eval mode under no_grad; the loss is
 
     alpha_ce · T² · KL(teacher_T ‖ student_T) + alpha_clm · CE + alpha_cos · (1 − cos(h_s, h_t))
 
-over the predicted positions. Evaluation (and so best-model selection) uses plain CE, so the
-numbers compare with `train`'s.
+over the predicted positions (`distill_loss` fuses the two logit terms). Evaluation (and so
+best-model selection) uses plain CE, so the numbers compare with `train`'s.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from transformers import Trainer
 from lmforge.config.train import DistillConfig
 from lmforge.errors import ConfigError, ModelError
 from lmforge.train.dataset import IGNORE
+from lmforge.train.distill_loss import distillation_loss
 from lmforge.train.setup import (
     RunResult,
     RunSpec,
@@ -71,6 +72,10 @@ def make_student(teacher: Any, layers: int, student_config: str) -> tuple[Any, d
 class DistillTrainer(Trainer):
     """A Trainer whose training loss is the distillation loss."""
 
+    # compute_loss returns a mean over its micro-batch, so the Trainer must divide it by the
+    # accumulation steps (it would assume a sum over the accumulated batches otherwise).
+    loss_is_scaled_for_ga = False
+
     def __init__(
         self,
         *args: Any,
@@ -97,19 +102,23 @@ class DistillTrainer(Trainer):
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         want_hidden = self.alpha_cos > 0
-        outputs = model(**inputs, output_hidden_states=want_hidden)
+        # No labels: the model's own cross-entropy is part of the fused loss below.
+        outputs = model(input_ids=inputs["input_ids"], output_hidden_states=want_hidden)
         with torch.no_grad():
             teacher_out = self.teacher(
                 input_ids=inputs["input_ids"], output_hidden_states=want_hidden
             )
-        # Position t predicts token t+1 (the model shifts labels the same way for CE).
-        predicted = inputs["labels"][:, 1:] != IGNORE  # (batch, seq-1)
-        temp = self.temperature
-        student_logp = F.log_softmax(outputs.logits[:, :-1].float() / temp, dim=-1)
-        teacher_logp = F.log_softmax(teacher_out.logits[:, :-1].float() / temp, dim=-1)
-        kl = F.kl_div(student_logp, teacher_logp, log_target=True, reduction="none").sum(-1)
-        loss = self.alpha_ce * temp**2 * kl[predicted].mean() + self.alpha_clm * outputs.loss
+        loss = distillation_loss(
+            outputs.logits,
+            teacher_out.logits,
+            inputs["labels"],
+            temperature=self.temperature,
+            alpha_ce=self.alpha_ce,
+            alpha_clm=self.alpha_clm,
+        )
         if want_hidden:
+            # Position t predicts token t+1, so the last position is never scored.
+            predicted = inputs["labels"][:, 1:] != IGNORE
             cosine = F.cosine_similarity(
                 outputs.hidden_states[-1][:, :-1], teacher_out.hidden_states[-1][:, :-1], dim=-1
             )

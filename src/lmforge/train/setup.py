@@ -75,8 +75,12 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def process_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return process_rank() == 0
 
 
 def pick_device(cfg: OptimOptions) -> str:
@@ -254,6 +258,13 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
         **spec.trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)
+    if world_size() > 1:
+        import torch
+
+        # The Trainer seeds every rank alike, so the halves of a global batch would share their
+        # dropout masks; each rank draws its own. The data order has its own seed (data_seed),
+        # and the Trainer's checkpoints keep each rank's generator for --resume.
+        torch.manual_seed(cfg.seed + process_rank())
     if time_limit and cfg.schedule_by == "time":
         from lmforge.train.schedule import timed_scheduler_factory
 
