@@ -3,11 +3,11 @@
     mean over predicted positions of  alpha_ce · T² · KL(teacher_T ‖ student_T) + alpha_clm · CE
 
 with its gradient computed in the forward pass, a chunk of positions at a time. Written as
-autograd ops, the two terms keep about a dozen (positions × vocabulary) fp32 tensors alive per
-step; on CPU, allocating and filling them cost twice the student's own forward and backward
-(a 2-layer student of a 4-layer teacher, 8k vocabulary: 0.3× the tokens/s of training the
-student alone). Here no fp32 intermediate outlives a chunk, and the only saved tensor is the
-gradient, in the logits' dtype.
+autograd ops, the two terms create about a dozen (positions × vocabulary) fp32 tensors per
+step; on CPU that made a distillation step 1.6× as long as one with plain cross-entropy (a
+2-layer student of a 4-layer teacher, 8k vocabulary, batch 32×128: 1.47 s against 0.90 s, the
+teacher's forward in both). Fused, it takes the 0.90 s: no fp32 intermediate outlives a chunk,
+and the only saved tensor is the gradient, in the logits' dtype.
 """
 
 from __future__ import annotations
