@@ -48,11 +48,13 @@ class LoadedModel:
 
 
 def load_for_eval(ref: str) -> LoadedModel:
+    from transformers import GPT2ForSequenceClassification
+
     from lmforge.train.model import load_pretrained
 
     model, tokenizer, card = load_pretrained(ref, kind="auto")
     model.eval()
-    classifier = "GPT2ForSequenceClassification" in (model.config.architectures or [])
+    classifier = isinstance(model, GPT2ForSequenceClassification)
     return LoadedModel(ref, model, tokenizer, card, "classifier" if classifier else "lm")
 
 
