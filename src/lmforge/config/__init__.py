@@ -21,9 +21,18 @@ from lmforge.errors import ConfigError
 C = TypeVar("C")
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with its `--help` text (and fixed choices, if any)."""
-    meta = {"help": help, "choices": choices}
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A config field with its `--help` text, fixed choices and numeric bounds (if any). A
+    bound is declared here once; `build_config` checks it and names the key and the value."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -31,6 +40,23 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -
 
 def field_help(f: dataclasses.Field) -> str:
     return str(f.metadata.get("help", ""))
+
+
+def bound_problem(name: str, value: Any, f: dataclasses.Field[Any]) -> str | None:
+    """Why `value` breaks the bounds declared on field `f`, or None. None values (an optional
+    field left unset) and non-numbers are not bounded."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    ge, gt, le = (f.metadata.get(k) for k in ("ge", "gt", "le"))
+    if ge is not None and value < ge:
+        return (
+            f"{name}: {value} is negative" if ge == 0 else f"{name}: {value} must be at least {ge}"
+        )
+    if gt is not None and value <= gt:
+        return f"{name}: {value} must be greater than {gt}"
+    if le is not None and value > le:
+        return f"{name}: {value} must be at most {le}"
+    return None
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -115,6 +141,7 @@ def build_config(cls: type[C], values: dict[str, Any], origin: str = "config") -
     hints = field_types(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     problems: list[str] = []
+    bounds: list[str] = []
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         name = key.replace("-", "_")
@@ -129,10 +156,14 @@ def build_config(cls: type[C], values: dict[str, Any], origin: str = "config") -
         choices = fields[name].metadata.get("choices")
         if choices and kwargs[name] not in choices:
             problems.append(f"{name}: {kwargs[name]!r} is not one of {', '.join(choices)}")
+        bound = bound_problem(name, kwargs[name], fields[name])
+        if bound:
+            bounds.append(bound)
     if not problems:
         config = cls(**kwargs)
         validate = getattr(config, "problems", None)
         problems.extend(validate() if validate else [])
+    problems = bounds + problems
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ConfigError(f"{origin}: {count}: " + "; ".join(problems))
