@@ -27,12 +27,13 @@ from starlette.exceptions import HTTPException
 
 from lmforge.errors import EngineError, LmforgeError
 from lmforge.serve import schemas as s
-from lmforge.serve.engine import Engine, Event
+from lmforge.serve.engine import Engine
 from lmforge.serve.limits import RateLimited
 from lmforge.serve.middleware import BodyLimit, RequestContext, request_id
 from lmforge.serve.request import InvalidRequest, Kind, PromptTooLong, SamplingParams
 from lmforge.serve.scheduler import Overloaded
 from lmforge.serve.state import AppState
+from lmforge.serve.stream import Event
 from lmforge.serve.tasks import (
     RequestTimedOut,
     checked,

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lmforge.errors import EngineError
-from lmforge.serve.engine import Engine, Event
+from lmforge.serve.engine import Engine
 from lmforge.serve.request import FinishReason, Kind, SamplingParams
+from lmforge.serve.stream import Event
 
 SUMMARY_CUE = "\nTL;DR:"
 T = TypeVar("T")
