@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lmforge.evaluate.leakage import exposure
-from lmforge.evaluate.metrics import (
+from lmforge.metrics import (
     accuracy,
     best_threshold,
     binary_f1,

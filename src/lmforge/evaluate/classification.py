@@ -8,9 +8,9 @@ import numpy as np
 from lmforge.config.evaluate import ClassificationTask
 from lmforge.errors import DataError
 from lmforge.evaluate.data import data_entry, task_records
-from lmforge.evaluate.metrics import accuracy, confusion_matrix, macro_f1
 from lmforge.evaluate.result import Perturb, TaskResult
 from lmforge.evaluate.scoring import LoadedModel, classifier_probabilities, continuation_logprobs
+from lmforge.metrics import accuracy, confusion_matrix, macro_f1
 
 
 def run_classification(

@@ -12,9 +12,9 @@ import numpy as np
 from lmforge.config.evaluate import MatchingTask
 from lmforge.errors import DataError
 from lmforge.evaluate.data import data_entry, task_records
-from lmforge.evaluate.metrics import accuracy, best_threshold, binary_f1, pearson, spearman
 from lmforge.evaluate.result import Perturb, TaskResult
 from lmforge.evaluate.scoring import LoadedModel, pooled_embeddings
+from lmforge.metrics import accuracy, best_threshold, binary_f1, pearson, spearman
 
 
 def _similarities(

@@ -7,9 +7,9 @@ from __future__ import annotations
 from lmforge.config.evaluate import SummarizationTask
 from lmforge.errors import ConfigError
 from lmforge.evaluate.data import data_entry, task_records
-from lmforge.evaluate.metrics import bleu, rouge
 from lmforge.evaluate.result import Perturb, TaskResult
 from lmforge.evaluate.scoring import LoadedModel, greedy_continuations
+from lmforge.metrics import bleu, rouge
 
 
 def run_summarization(

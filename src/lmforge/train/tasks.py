@@ -18,7 +18,7 @@ import torch
 
 from lmforge.config.train import TrainConfig
 from lmforge.errors import DataError
-from lmforge.evaluate.metrics import macro_f1
+from lmforge.metrics import macro_f1
 from lmforge.records import read_records
 from lmforge.train.dataset import IGNORE
 from lmforge.train.setup import RunResult, RunSpec, run_training
