@@ -8,8 +8,10 @@ options override it. Loading reports every problem at once, naming the key and t
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,44 +21,74 @@ import yaml
 from lmforge.errors import ConfigError
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 def option(
-    default: Any,
+    default: T,
     help: str,
     *,
     choices: tuple[str, ...] | None = None,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
-) -> Any:
+    lt: float | None = None,
+) -> T:
     """A config field with its `--help` text, fixed choices and numeric bounds (if any). A
     bound is declared here once; `build_config` checks it and names the key and the value."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def field_help(f: dataclasses.Field) -> str:
+def field_help(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("help", ""))
 
 
-def bound_problem(name: str, value: Any, f: dataclasses.Field[Any]) -> str | None:
+# The comparison each kind of bound makes with the value; NaN fails every one.
+_HOLDS: dict[str, Callable[[float, float], bool]] = {
+    "ge": operator.ge,
+    "gt": operator.gt,
+    "le": operator.le,
+    "lt": operator.lt,
+}
+_WORDS = {"ge": "must be at least", "gt": "must be greater than", "le": "must be at most"}
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if bound.is_integer() else str(bound)
+
+
+def _phrase(kind: str, bound: float) -> str:
+    if kind == "ge" and bound == 0:
+        return "is negative"
+    if kind == "gt" and bound == 0:
+        return "must be positive"
+    return f"{_WORDS.get(kind, 'must be below')} {_number(bound)}"
+
+
+def bound_problem(name: str, value: object, f: dataclasses.Field[Any]) -> str | None:
     """Why `value` breaks the bounds declared on field `f`, or None. None values (an optional
-    field left unset) and non-numbers are not bounded."""
+    field left unset) and non-numbers are not bounded; NaN breaks every bound.
+
+    One bound reads "is negative" (ge=0), "must be at least N", "must be positive" (gt=0),
+    "must be greater than N", "must be at most N" or "must be below N"; a lower and an upper
+    bound together read as the interval: "is outside [0, 1)"."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    ge, gt, le = (f.metadata.get(k) for k in ("ge", "gt", "le"))
-    if ge is not None and value < ge:
-        return (
-            f"{name}: {value} is negative" if ge == 0 else f"{name}: {value} must be at least {ge}"
-        )
-    if gt is not None and value <= gt:
-        return f"{name}: {value} must be greater than {gt}"
-    if le is not None and value > le:
-        return f"{name}: {value} must be at most {le}"
-    return None
+    bounds = {k: float(f.metadata[k]) for k in _HOLDS if f.metadata.get(k) is not None}
+    if all(_HOLDS[kind](value, bound) for kind, bound in bounds.items()):
+        return None
+    low = "ge" if "ge" in bounds else "gt"
+    high = "le" if "le" in bounds else "lt"
+    if low in bounds and high in bounds:
+        opening = "[" if low == "ge" else "("
+        closing = "]" if high == "le" else ")"
+        interval = f"{opening}{_number(bounds[low])}, {_number(bounds[high])}{closing}"
+        return f"{name}: {value} is outside {interval}"
+    kind = low if low in bounds else high
+    return f"{name}: {value} {_phrase(kind, bounds[kind])}"
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -138,6 +170,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def build_config(cls: type[C], values: dict[str, Any], origin: str = "config") -> C:
     """Build and validate `cls` from raw values; every problem is reported in one ConfigError."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a config dataclass")
     hints = field_types(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     problems: list[str] = []
@@ -178,5 +212,7 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     return build_config(cls, values, origin)
 
 
-def to_dict(config: Any) -> dict[str, Any]:
+def to_dict(config: object) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"{config!r} is not a config dataclass instance")
     return dataclasses.asdict(config)

@@ -7,12 +7,6 @@ from dataclasses import dataclass
 from lmforge.config import option
 
 
-def _fraction(name: str, value: float, *, open_low: bool = False) -> list[str]:
-    ok = (0.0 < value <= 1.0) if open_low else (0.0 <= value <= 1.0)
-    interval = "(0, 1]" if open_low else "[0, 1]"
-    return [] if ok else [f"{name}: {value} is outside {interval}"]
-
-
 @dataclass
 class PrepareConfig:
     """Options of `lmforge data prepare`."""
@@ -41,13 +35,19 @@ class PrepareConfig:
     strip_markup: bool = option(
         False, "Strip HTML tags/entities and wiki headings/templates while normalizing."
     )
-    min_chars: int = option(16, "Drop documents shorter than this many characters.")
+    min_chars: int = option(16, "Drop documents shorter than this many characters.", ge=0)
     max_chars: int = option(1_000_000, "Drop documents longer than this many characters.")
     min_alpha_fraction: float = option(
-        0.4, "Drop documents whose non-space characters are less than this fraction letters."
+        0.4,
+        "Drop documents whose non-space characters are less than this fraction letters.",
+        ge=0,
+        le=1,
     )
     max_repeated_line_fraction: float = option(
-        0.3, "Drop documents where more than this fraction of lines repeat an earlier line."
+        0.3,
+        "Drop documents where more than this fraction of lines repeat an earlier line.",
+        ge=0,
+        le=1,
     )
     dedup: str = option(
         "exact+near",
@@ -55,10 +55,13 @@ class PrepareConfig:
         choices=("none", "exact", "exact+near"),
     )
     near_dup_threshold: float = option(
-        0.8, "Estimated Jaccard similarity of word shingles at which a document is a near-copy."
+        0.8,
+        "Estimated Jaccard similarity of word shingles at which a document is a near-copy.",
+        gt=0,
+        le=1,
     )
-    shingle_words: int = option(5, "Words per shingle for near-duplicate detection.")
-    minhash_perm: int = option(128, "MinHash permutations (more: more accurate, slower).")
+    shingle_words: int = option(5, "Words per shingle for near-duplicate detection.", ge=1)
+    minhash_perm: int = option(128, "MinHash permutations (more: more accurate, slower).", ge=16)
     pii: bool = option(
         True, "Redact e-mails, phones, IPs, card numbers, IBANs and secrets to typed placeholders."
     )
@@ -67,7 +70,7 @@ class PrepareConfig:
         "Sampling: 'random' keeps --sample-fraction of documents chosen by hash; "
         "'representative:K' clusters into K groups and keeps those nearest each centroid.",
     )
-    sample_fraction: float = option(1.0, "Fraction of documents to keep when sampling.")
+    sample_fraction: float = option(1.0, "Fraction of documents to keep when sampling.", gt=0, le=1)
     split: list[float] = option([0.98, 0.01, 0.01], "Train,valid,test fractions (sum to 1).")
     tokenizer: str = option(
         "", "Reuse this tokenizer (a tokenizer.json or a dir holding one) instead of training."
@@ -76,16 +79,19 @@ class PrepareConfig:
     vocab_size: int = option(8192, "BPE vocabulary size, including <|endoftext|>.")
     min_frequency: int = option(2, "BPE: minimum count for a merge.")
     tokenizer_max_chars: int = option(
-        500_000_000, "Train the tokenizer on at most this many characters of the train split."
+        500_000_000,
+        "Train the tokenizer on at most this many characters of the train split.",
+        gt=0,
     )
     seed: int = option(1234, "Seed for hashing, sampling and MinHash permutations.")
-    workers: int = option(0, "Threads for tokenizer training and encoding (0 = all cores).")
+    workers: int = option(0, "Threads for tokenizer training and encoding (0 = all cores).", ge=0)
     canaries: int = option(
         0,
         "Insert this many random secret-shaped sequences into the train split (recorded in the "
         "manifest) so that `lmforge eval` can measure memorization (canary exposure).",
+        ge=0,
     )
-    canary_repeats: int = option(1, "Times each canary is inserted.")
+    canary_repeats: int = option(1, "Times each canary is inserted.", ge=1)
     shard: str = option(
         "",
         "I/N: prepare only the I-th of N slices of the documents (needs --tokenizer); "
@@ -98,26 +104,12 @@ class PrepareConfig:
             out.append("inputs: give at least one INPUT (a file, dir, glob, hf: or builtin:)")
         if not self.output:
             out.append("output: --output DIR is required")
-        if self.min_chars < 0:
-            out.append(f"min_chars: {self.min_chars} is negative")
         if self.max_chars < max(self.min_chars, 1):
             out.append(f"max_chars: {self.max_chars} is below min_chars {self.min_chars}")
-        out += _fraction("min_alpha_fraction", self.min_alpha_fraction)
-        out += _fraction("max_repeated_line_fraction", self.max_repeated_line_fraction)
-        out += _fraction("near_dup_threshold", self.near_dup_threshold, open_low=True)
-        out += _fraction("sample_fraction", self.sample_fraction, open_low=True)
-        if self.shingle_words < 1:
-            out.append(f"shingle_words: {self.shingle_words} must be at least 1")
-        if self.canaries < 0:
-            out.append(f"canaries: {self.canaries} is negative")
-        if self.canary_repeats < 1:
-            out.append(f"canary_repeats: {self.canary_repeats} must be at least 1")
         if self.canaries and self.shard:
             out.append(
                 "canaries: cannot be combined with --shard; prepare the shards without canaries"
             )
-        if self.minhash_perm < 16:
-            out.append(f"minhash_perm: {self.minhash_perm} must be at least 16")
         if len(self.split) != 3 or any(x < 0 for x in self.split):
             out.append(f"split: {self.split} must be three non-negative fractions train,valid,test")
         elif abs(sum(self.split) - 1.0) > 1e-6:
@@ -142,10 +134,6 @@ class PrepareConfig:
                 f"vocab_size: {self.vocab_size} is too small for the 256-symbol byte alphabet "
                 "plus <|endoftext|>; use at least 257"
             )
-        if self.tokenizer_max_chars < 1:
-            out.append(f"tokenizer_max_chars: {self.tokenizer_max_chars} must be positive")
-        if self.workers < 0:
-            out.append(f"workers: {self.workers} is negative")
         if self.shard:
             index, _, count = self.shard.partition("/")
             if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
@@ -187,7 +175,7 @@ class MergeConfig:
     force: bool = option(False, "Replace an existing dataset at --output.")
 
     def problems(self) -> list[str]:
-        out = []
+        out: list[str] = []
         if not self.shards:
             out.append("shards: give the SHARD_DIR of every shard")
         if not self.output:
@@ -200,16 +188,11 @@ class InspectConfig:
     """Options of `lmforge data inspect`."""
 
     dataset: str = option("", "Dataset dir to inspect.")
-    samples: int = option(3, "Decoded documents to show from the train split.")
-    sample_chars: int = option(300, "Show at most this many characters of each sample.")
+    samples: int = option(3, "Decoded documents to show from the train split.", ge=0)
+    sample_chars: int = option(300, "Show at most this many characters of each sample.", gt=0)
     split: str = option(
         "train", "Split to draw the samples from.", choices=("train", "valid", "test")
     )
 
     def problems(self) -> list[str]:
-        out = [] if self.dataset else ["dataset: DATASET_DIR is required"]
-        if self.samples < 0:
-            out.append(f"samples: {self.samples} is negative")
-        if self.sample_chars < 1:
-            out.append(f"sample_chars: {self.sample_chars} must be positive")
-        return out
+        return [] if self.dataset else ["dataset: DATASET_DIR is required"]

@@ -22,34 +22,30 @@ class EvalConfig:
         "Shorthand: text files (one document per line), .jsonl files (a text field) or "
         "dataset dirs (their test split) to score, each a task named after the file.",
     )
-    context_length: int = option(0, "Perplexity window in tokens (0 = the model's positions).")
-    stride: int = option(0, "Perplexity: tokens between window starts (0 = half the window).")
-    batch_size: int = option(8, "Sequences per forward pass.")
+    context_length: int = option(
+        0, "Perplexity window in tokens (0 = the model's positions).", ge=0
+    )
+    stride: int = option(0, "Perplexity: tokens between window starts (0 = half the window).", ge=0)
+    batch_size: int = option(8, "Sequences per forward pass.", ge=1)
     report: str = option("", "Directory for report.json, report.md and the plots.")
     baseline: str = option("", "A second model to compare against (e.g. models:/NAME@production).")
     max_regression: float = option(
         0.02,
         "With --baseline: the largest relative regression that passes, for every quality "
         "metric the suite's gate does not set.",
+        ge=0,
     )
     track: bool = option(True, "Log the results to the model's MLflow run when it has one.")
     force: bool = option(False, "Replace an existing report dir.")
 
     def problems(self) -> list[str]:
-        out = []
+        out: list[str] = []
         if not self.model:
             out.append("model: MODEL is required")
         if not self.perplexity and not self.suite:
             out.append("suite: give --suite SUITE.yaml or at least one --perplexity FILE")
         if not self.report:
             out.append("report: --report DIR is required")
-        for name in ("context_length", "stride"):
-            if getattr(self, name) < 0:
-                out.append(f"{name}: {getattr(self, name)} is negative")
-        if self.batch_size < 1:
-            out.append(f"batch_size: {self.batch_size} must be at least 1")
-        if self.max_regression < 0:
-            out.append(f"max_regression: {self.max_regression} is negative")
         return out
 
 
@@ -63,17 +59,15 @@ class TaskData:
     format: str = option("", "jsonl, tsv or csv (default: from the file name).")
     header: bool = option(True, "The first row of a .tsv/.csv names the columns.")
     fields: dict[str, str] = option({}, "Role → column, e.g. {text: sentence, label: label}.")
-    limit: int = option(0, "Use the first N rows (0 = all).")
+    limit: int = option(0, "Use the first N rows (0 = all).", ge=0)
 
     def data_problems(self, roles: tuple[str, ...]) -> list[str]:
-        out = []
+        out: list[str] = []
         if not self.data:
             out.append("data: the task needs a data file")
         unknown = sorted(set(self.fields) - set(roles))
         if unknown:
             out.append(f"fields: unknown role(s) {', '.join(unknown)} (roles: {', '.join(roles)})")
-        if self.limit < 0:
-            out.append(f"limit: {self.limit} is negative")
         return out
 
     def column(self, role: str) -> str:
@@ -88,15 +82,11 @@ class PerplexityTask(TaskData):
     split: str = option(
         "test", "Dataset dirs: the split to score.", choices=("train", "valid", "test")
     )
-    context_length: int = option(0, "Window length in tokens (0 = the model's positions).")
-    stride: int = option(0, "Tokens between window starts (0 = half the window).")
+    context_length: int = option(0, "Window length in tokens (0 = the model's positions).", ge=0)
+    stride: int = option(0, "Tokens between window starts (0 = half the window).", ge=0)
 
     def problems(self) -> list[str]:
-        out = self.data_problems(("text",))
-        for name in ("context_length", "stride"):
-            if getattr(self, name) < 0:
-                out.append(f"{name}: {getattr(self, name)} is negative")
-        return out
+        return self.data_problems(("text",))
 
 
 @dataclass
@@ -106,7 +96,7 @@ class SummarizationTask(TaskData):
     Roles: document, summary."""
 
     prompt: str = option("{document}\nTL;DR:\n", "Prompt template; {document} is the input.")
-    max_new_tokens: int = option(48, "Longest summary in tokens (it ends at a newline).")
+    max_new_tokens: int = option(48, "Longest summary in tokens (it ends at a newline).", ge=1)
     no_repeat_ngram_size: int = option(3, "Never repeat an n-gram of this size (0 = off).")
     examples: int = option(3, "Summaries to show in the report.")
 
@@ -114,8 +104,6 @@ class SummarizationTask(TaskData):
         out = self.data_problems(("document", "summary"))
         if "{document}" not in self.prompt:
             out.append(f"prompt: {self.prompt!r} lacks {{document}}")
-        if self.max_new_tokens < 1:
-            out.append(f"max_new_tokens: {self.max_new_tokens} must be at least 1")
         return out
 
 
@@ -171,7 +159,7 @@ class RobustnessTask:
 
     of: str = option("", "The name of the task to perturb.")
     perturbations: list[str] = option(list(PERTURBATIONS), "Which perturbations to apply.")
-    rate: float = option(0.1, "Fraction of words each perturbation touches.")
+    rate: float = option(0.1, "Fraction of words each perturbation touches.", gt=0, le=1)
     seed: int = option(0, "Seed of the perturbations.")
 
     def problems(self) -> list[str]:
@@ -179,8 +167,6 @@ class RobustnessTask:
         unknown = sorted(set(self.perturbations) - set(PERTURBATIONS))
         if unknown:
             out.append(f"perturbations: unknown {', '.join(unknown)} ({', '.join(PERTURBATIONS)})")
-        if not 0 < self.rate <= 1:
-            out.append(f"rate: {self.rate} must be in (0, 1]")
         return out
 
 
@@ -190,11 +176,8 @@ class CanaryTask:
     a dataset's train split, against random secrets of the same shape."""
 
     dataset: str = option("", "Dataset dir with canaries (default: the model's training data).")
-    candidates: int = option(1000, "Random secrets scored to estimate each canary's rank.")
+    candidates: int = option(1000, "Random secrets scored to estimate each canary's rank.", ge=50)
     seed: int = option(0, "Seed of the random secrets.")
-
-    def problems(self) -> list[str]:
-        return [] if self.candidates >= 50 else [f"candidates: {self.candidates} is below 50"]
 
 
 @dataclass
@@ -203,17 +186,10 @@ class ExtractionTask:
     counts the greedy continuations that reproduce the next `match_tokens` exactly."""
 
     dataset: str = option("", "Dataset dir (default: the model's training data).")
-    samples: int = option(100, "Prompts to try.")
-    prefix_tokens: int = option(32, "Prompt length in tokens.")
-    match_tokens: int = option(50, "Tokens a continuation must reproduce to count.")
+    samples: int = option(100, "Prompts to try.", ge=1)
+    prefix_tokens: int = option(32, "Prompt length in tokens.", ge=1)
+    match_tokens: int = option(50, "Tokens a continuation must reproduce to count.", ge=1)
     seed: int = option(0, "Seed of where the prompts are taken.")
-
-    def problems(self) -> list[str]:
-        out = []
-        for name in ("samples", "prefix_tokens", "match_tokens"):
-            if getattr(self, name) < 1:
-                out.append(f"{name}: {getattr(self, name)} must be at least 1")
-        return out
 
 
 TASK_TYPES: dict[str, type] = {

@@ -21,37 +21,43 @@ class OptimOptions:
     output: str = option("", "Model dir to write (checkpoints go to OUTPUT.checkpoints/).")
     force: bool = option(False, "Replace an existing model dir at --output.")
     resume: bool = option(False, "Continue from the newest complete checkpoint of this run.")
-    context_length: int = option(0, "Tokens per training window (0 = the model's, or 128 new).")
-    batch_size: int = option(32, "Global batch: sequences per optimizer step, over all processes.")
-    grad_accum: int = option(1, "Gradient accumulation steps (the batch is split across them).")
-    learning_rate: float = option(2e-3, "Peak learning rate (AdamW).")
+    context_length: int = option(
+        0, "Tokens per training window (0 = the model's, or 128 new).", ge=0
+    )
+    batch_size: int = option(
+        32, "Global batch: sequences per optimizer step, over all processes.", ge=1
+    )
+    grad_accum: int = option(
+        1, "Gradient accumulation steps (the batch is split across them).", ge=1
+    )
+    learning_rate: float = option(2e-3, "Peak learning rate (AdamW).", gt=0)
     lr_schedule: str = option(
         "cosine", "Decay after warmup.", choices=("cosine", "linear", "constant")
     )
-    warmup_ratio: float = option(0.05, "Fraction of the steps spent warming up.")
+    warmup_ratio: float = option(0.05, "Fraction of the steps spent warming up.", ge=0, lt=1)
     schedule_by: str = option(
         "steps",
         "What the decay runs over: --max-steps, or time: it ends at --max-time or --max-steps, "
         "whichever comes first, so a slow or busy machine still ends the run at a low rate.",
         choices=("steps", "time"),
     )
-    weight_decay: float = option(0.1, "AdamW weight decay (not on biases and norms).")
-    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off).")
-    max_steps: int = option(0, "Optimizer steps to run (0 = use --epochs).")
+    weight_decay: float = option(0.1, "AdamW weight decay (not on biases and norms).", ge=0)
+    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off).", ge=0)
+    max_steps: int = option(0, "Optimizer steps to run (0 = use --epochs).", ge=0)
     epochs: float = option(1.0, "Passes over the training tokens (when --max-steps is 0).")
     max_time: float = option(
-        0.0, "Stop (and keep the best model) after this many minutes; 0 = none."
+        0.0, "Stop (and keep the best model) after this many minutes; 0 = none.", ge=0
     )
     windows: str = option(
         "random",
         "Training windows: random offsets each epoch, or sequential blocks.",
         choices=("random", "sequential"),
     )
-    eval_steps: int = option(200, "Evaluate on valid (and a train sample) every N steps.")
+    eval_steps: int = option(200, "Evaluate on valid (and a train sample) every N steps.", ge=1)
     early_stopping: int = option(
-        0, "Stop after N evaluations without a better validation loss (0 = off)."
+        0, "Stop after N evaluations without a better validation loss (0 = off).", ge=0
     )
-    save_total_limit: int = option(2, "Checkpoints to keep besides the best one.")
+    save_total_limit: int = option(2, "Checkpoints to keep besides the best one.", ge=0)
     keep_checkpoints: bool = option(False, "Keep OUTPUT.checkpoints/ after a successful run.")
     seed: int = option(1234, "Seed for initialisation, data order and dropout.")
     device: str = option("auto", "Where to train.", choices=("auto", "cpu", "cuda"))
@@ -61,7 +67,7 @@ class OptimOptions:
         "bf16 instructions; fp16 on CUDA (auto: bf16 on a CUDA device that supports it).",
         choices=("auto", "fp32", "bf16", "fp16"),
     )
-    threads: int = option(0, "CPU threads for torch (0 = torch's default for this machine).")
+    threads: int = option(0, "CPU threads for torch (0 = torch's default for this machine).", ge=0)
     track: bool = option(True, "Log the run to MLflow ($MLFLOW_TRACKING_URI or $LMFORGE_HOME).")
     experiment: str = option("lmforge", "MLflow experiment name.")
     run_name: str = option("", "MLflow run name (default: the output dir's name).")
@@ -72,31 +78,11 @@ class OptimOptions:
             out.append("data: --data is required")
         if not self.output:
             out.append("output: --output MODEL_DIR is required")
-        positive = {
-            "batch_size": self.batch_size,
-            "grad_accum": self.grad_accum,
-            "eval_steps": self.eval_steps,
-        }
-        out += [f"{k}: {v} must be at least 1" for k, v in positive.items() if v < 1]
-        if self.batch_size % self.grad_accum:
+        # A grad_accum below 1 is reported by its bound; only a positive one can divide.
+        if self.grad_accum >= 1 and self.batch_size % self.grad_accum:
             out.append(
                 f"grad_accum: {self.grad_accum} does not divide batch_size {self.batch_size}"
             )
-        if not self.learning_rate > 0:
-            out.append(f"learning_rate: {self.learning_rate} must be positive")
-        if not 0 <= self.warmup_ratio < 1:
-            out.append(f"warmup_ratio: {self.warmup_ratio} is outside [0, 1)")
-        nonnegative = {
-            "context_length": self.context_length,
-            "weight_decay": self.weight_decay,
-            "max_grad_norm": self.max_grad_norm,
-            "max_steps": self.max_steps,
-            "max_time": self.max_time,
-            "early_stopping": self.early_stopping,
-            "threads": self.threads,
-            "save_total_limit": self.save_total_limit,
-        }
-        out += [f"{k}: {v} is negative" for k, v in nonnegative.items() if v < 0]
         if self.schedule_by == "time" and not self.max_time > 0:
             out.append("schedule_by: time needs --max-time")
         if self.max_steps == 0 and not self.epochs > 0:
@@ -125,10 +111,12 @@ class TrainConfig(OptimOptions):
         "(6x768), gpt2 (12x768).",
         choices=PRESETS,
     )
-    n_layer: int = option(0, "Transformer blocks (0 = the preset's).")
-    n_embd: int = option(0, "Hidden size (0 = the preset's).")
-    n_head: int = option(0, "Attention heads (0 = the preset's).")
-    dropout: float = option(0.1, "Dropout on embeddings, attention and residuals (new models).")
+    n_layer: int = option(0, "Transformer blocks (0 = the preset's).", ge=0)
+    n_embd: int = option(0, "Hidden size (0 = the preset's).", ge=0)
+    n_head: int = option(0, "Attention heads (0 = the preset's).", ge=0)
+    dropout: float = option(
+        0.1, "Dropout on embeddings, attention and residuals (new models).", ge=0, lt=1
+    )
     valid_data: str = option("", "Task fine-tuning: validation file (default: 5% of --data).")
     text_column: str = option("text", "Classification: the text column or field.")
     label_column: str = option("label", "Classification: the label column or field.")
@@ -137,13 +125,8 @@ class TrainConfig(OptimOptions):
 
     def problems(self) -> list[str]:
         out = self.optim_problems()
-        for name in ("n_layer", "n_embd", "n_head"):
-            if getattr(self, name) < 0:
-                out.append(f"{name}: {getattr(self, name)} is negative")
         if self.n_embd and self.n_head and self.n_embd % self.n_head:
             out.append(f"n_head: {self.n_head} does not divide n_embd {self.n_embd}")
-        if not 0 <= self.dropout < 1:
-            out.append(f"dropout: {self.dropout} is outside [0, 1)")
         if self.task != "lm" and not self.init:
             out.append(f"init: --task {self.task} fine-tunes a model; pass --init MODEL")
         return out
@@ -155,14 +138,16 @@ class DistillConfig(OptimOptions):
 
     teacher: str = option("", "The model to distil (a model dir or models:/NAME@ALIAS).")
     student_layers: int = option(
-        0, "Student blocks, copied from evenly spaced teacher blocks (0 = half the teacher's)."
+        0,
+        "Student blocks, copied from evenly spaced teacher blocks (0 = half the teacher's).",
+        ge=0,
     )
     student_config: str = option(
         "", "A config.json for a freshly initialised student instead of copied layers."
     )
-    temperature: float = option(2.0, "Softmax temperature T of the distillation loss.")
-    alpha_ce: float = option(0.5, "Weight of T² · KL(teacher_T ‖ student_T).")
-    alpha_clm: float = option(0.5, "Weight of the language-modelling cross-entropy.")
+    temperature: float = option(2.0, "Softmax temperature T of the distillation loss.", gt=0)
+    alpha_ce: float = option(0.5, "Weight of T² · KL(teacher_T ‖ student_T).", ge=0)
+    alpha_clm: float = option(0.5, "Weight of the language-modelling cross-entropy.", ge=0)
     alpha_cos: float = option(
         -1.0, "Weight of the hidden-state cosine loss (-1: 1.0 when hidden sizes match, else 0)."
     )
@@ -171,15 +156,8 @@ class DistillConfig(OptimOptions):
         out = self.optim_problems()
         if not self.teacher:
             out.append("teacher: --teacher MODEL is required")
-        if self.student_layers < 0:
-            out.append(f"student_layers: {self.student_layers} is negative")
         if self.student_layers and self.student_config:
             out.append("student_config: give either --student-layers or --student-config")
-        if not self.temperature > 0:
-            out.append(f"temperature: {self.temperature} must be positive")
-        for name in ("alpha_ce", "alpha_clm"):
-            if getattr(self, name) < 0:
-                out.append(f"{name}: {getattr(self, name)} is negative")
         if self.alpha_cos < 0 and self.alpha_cos != -1.0:
             out.append(f"alpha_cos: {self.alpha_cos} must be -1 (auto) or non-negative")
         return out
@@ -190,10 +168,10 @@ class TuneConfig(TrainConfig):
     """Options of `lmforge tune`: the search, plus every train option as the fixed base."""
 
     space: str = option("", "YAML search space: train option → {low, high[, log]} or [choices].")
-    trials: int = option(8, "Trials to run (grid: at most the grid's size).")
+    trials: int = option(8, "Trials to run (grid: at most the grid's size).", ge=1)
     sampler: str = option("tpe", "Search strategy.", choices=("grid", "random", "tpe", "gp"))
     prune: bool = option(True, "Stop poor trials early on intermediate validation loss.")
-    timeout: float = option(0.0, "Stop starting trials after this many minutes (0 = none).")
+    timeout: float = option(0.0, "Stop starting trials after this many minutes (0 = none).", ge=0)
     storage: str = option(
         "", "Optuna storage URL (default: sqlite:///OUTPUT/study.db); shareable by processes."
     )
@@ -205,8 +183,4 @@ class TuneConfig(TrainConfig):
             out.append("output: --output DIR (for the study, plots and best config) is required")
         if not self.space:
             out.append("space: --space SPACE.yaml is required")
-        if self.trials < 1:
-            out.append(f"trials: {self.trials} must be at least 1")
-        if self.timeout < 0:
-            out.append(f"timeout: {self.timeout} is negative")
         return out
