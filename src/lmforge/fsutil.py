@@ -11,7 +11,7 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 from lmforge.errors import ConfigError, Interrupted
 
@@ -36,7 +36,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
+def write_json_atomic(path: Path, payload: object) -> None:
     """Write JSON (sorted keys, trailing newline) so readers never see a half-written file."""
     text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -79,7 +79,7 @@ def _remove_stale_partials(target: Path) -> None:
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into an exception so cleanup code runs (main thread only)."""
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise Interrupted("stopped by SIGTERM; partial output removed")
 
     try:

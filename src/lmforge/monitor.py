@@ -7,14 +7,17 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config.serve import MonitorConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 HEALTHY, ALARM = 0, 1
 
 
-def poll(client: Any, config: MonitorConfig, key: str) -> dict[str, Any]:
+def poll(client: httpx.Client, config: MonitorConfig, key: str) -> dict[str, Any]:
     import httpx
 
     record: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -11,10 +11,14 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config.serve import BenchConfig
 from lmforge.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import httpx
+    from rich.table import Table
 
 # Common short English words: random prompts of roughly one token per word.
 COMMON_WORDS = (
@@ -118,10 +122,10 @@ class Target:
         return text, event.get("usage") or {}
 
 
-async def one_request(client: Any, target: Target, prompt: str) -> Sample:
+async def one_request(client: httpx.AsyncClient, target: Target, prompt: str) -> Sample:
     started = time.perf_counter()
     sample = Sample(ok=False)
-    last = None
+    last: float | None = None
     chunks = 0
     try:
         async with client.stream("POST", target.path, json=target.body(prompt)) as response:
@@ -169,12 +173,14 @@ def make_prompts(config: BenchConfig, count: int) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=config.prompt_tokens)) for _ in range(count)]
 
 
-async def run_level(client: Any, target: Target, config: BenchConfig, concurrency: int) -> dict:
+async def run_level(
+    client: httpx.AsyncClient, target: Target, config: BenchConfig, concurrency: int
+) -> dict[str, Any]:
     prompts = make_prompts(config, config.requests)
     started = time.perf_counter()
     if config.rate:
         rng = random.Random(config.seed)
-        tasks = []
+        tasks: list[asyncio.Future[Sample]] = []
         for prompt in prompts:
             tasks.append(asyncio.ensure_future(one_request(client, target, prompt)))
             await asyncio.sleep(rng.expovariate(config.rate))
@@ -264,7 +270,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def table(results: dict[str, Any]) -> Any:
+def table(results: dict[str, Any]) -> Table:
     from rich.table import Table
 
     def ms(value: float | None) -> str:

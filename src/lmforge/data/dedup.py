@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lmforge.data.document import Document, StageStats
+
+if TYPE_CHECKING:
+    from datasketch import MinHash  # untyped: only named here for the reader
 
 _WORD = re.compile(r"\w+")
 
@@ -55,7 +59,7 @@ class Deduplicator:
             self.stats.details["lsh_bands"] = self.lsh.b
             self.stats.details["lsh_rows"] = self.lsh.r
 
-    def _signature(self, text: str):  # -> datasketch.MinHash
+    def _signature(self, text: str) -> MinHash:
         sig = self._minhash(
             num_perm=self._template.num_perm,
             seed=self._template.seed,
@@ -95,7 +99,7 @@ class Deduplicator:
                 best = ordinal
         return best
 
-    def _store(self, ordinal: int, sig, values: np.ndarray) -> None:  # sig: datasketch.MinHash
+    def _store(self, ordinal: int, sig: MinHash, values: np.ndarray) -> None:
         row = self._kept
         if row == len(self.signatures):
             self.signatures = np.resize(self.signatures, (2 * row, self.signatures.shape[1]))

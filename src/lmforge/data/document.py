@@ -32,7 +32,7 @@ class StageStats:
     chars_in: int = 0
     chars_out: int = 0
     seconds: float = 0.0
-    removed: Counter = field(default_factory=Counter)
+    removed: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 

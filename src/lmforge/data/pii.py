@@ -141,7 +141,7 @@ _TRIGGERS = {
 }
 
 
-def redact(text: str, counts: Counter | None = None) -> str:
+def redact(text: str, counts: Counter[str] | None = None) -> str:
     """Replace every PII match with its placeholder; add per-kind counts to `counts`."""
     has_digit = any(c.isdigit() for c in text)
     for kind, pattern, valid in _RULES:
@@ -151,7 +151,9 @@ def redact(text: str, counts: Counter | None = None) -> str:
         if kind in ("iban", "credit_card", "phone", "ipv4") and not has_digit:
             continue
 
-        def replace(match: re.Match[str], kind: str = kind, valid=valid) -> str:
+        def replace(
+            match: re.Match[str], kind: str = kind, valid: Callable[[str], bool] | None = valid
+        ) -> str:
             found = match.group(0)
             if valid is not None and not valid(found):
                 return found
@@ -167,7 +169,7 @@ class PiiRedactor:
     """Stage 3. Examples in the manifest show the redacted text, never the PII itself."""
 
     def __init__(self) -> None:
-        self.counts: Counter = Counter()
+        self.counts: Counter[str] = Counter()
         self.stats = StageStats("pii")
 
     def __call__(self, doc: Document) -> Document | None:

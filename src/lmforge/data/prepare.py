@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config import to_dict
 from lmforge.config.data import PrepareConfig
@@ -31,6 +31,9 @@ from lmforge.data.split import SPLITS, split_of
 from lmforge.errors import DataError
 from lmforge.fsutil import atomic_dir, sha256_file, write_json_atomic
 from lmforge.progress import progress_bar
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 # Options that do not change the dataset's content stay out of the manifest.
@@ -83,7 +86,7 @@ def content_options(cfg: PrepareConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k not in _NOT_CONTENT}
 
 
-def _train_tokenizer(cfg: PrepareConfig, texts: Iterable[str]):  # -> tokenizers.Tokenizer
+def _train_tokenizer(cfg: PrepareConfig, texts: Iterable[str]) -> Tokenizer:
     from lmforge.data.tokenizer import train_bpe, train_char
 
     if cfg.char_level:
@@ -127,9 +130,9 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
             min_alpha_fraction=cfg.min_alpha_fraction,
             max_repeated_line_fraction=cfg.max_repeated_line_fraction,
         ),
-        PiiRedactor() if cfg.pii else None,
     ]
-    stages = [s for s in stages if s is not None]
+    if cfg.pii:
+        stages.append(PiiRedactor())
     if shard is None:
         stages += dedup_and_sample_stages(cfg)
     representative = cfg.representative_clusters > 0
@@ -220,9 +223,9 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 )
                 splits[name] = split_entry(tmp, name, docs, tokens, words)
         seconds["pack"] = time.perf_counter() - started
-        for spill in (*spills.values(), pool):
-            if spill is not None:
-                spill.path.unlink()
+        for written in (*spills.values(), pool):
+            if written is not None:
+                written.path.unlink()
         work.rmdir()
 
         manifest: dict[str, Any] = {
@@ -258,8 +261,9 @@ def split_entry(directory: Path, name: str, docs: int, tokens: int, words: int) 
     """A split's manifest entry. `words` counts whitespace-separated words plus one per document
     for its end (the end-of-line of line-per-document corpora): the denominator of word-level
     perplexity, comparable across tokenizers."""
-    entry = {"file": f"{name}.bin", "documents": docs, "tokens": tokens, "words": words}
-    entry["sha256"] = sha256_file(directory / entry["file"])
+    file = f"{name}.bin"
+    entry: dict[str, Any] = {"file": file, "documents": docs, "tokens": tokens, "words": words}
+    entry["sha256"] = sha256_file(directory / file)
     if (directory / f"{name}.ordinals").exists():
         entry["ordinals"] = f"{name}.ordinals"
     return entry

@@ -106,4 +106,4 @@ def _quotas(sizes: np.ndarray, budget: int) -> list[int]:
     quotas = np.floor(share).astype(np.int64)
     order = np.argsort(-(share - quotas), kind="stable")
     quotas[order[: budget - int(quotas.sum())]] += 1
-    return quotas.tolist()
+    return [int(q) for q in quotas]

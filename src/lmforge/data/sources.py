@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import io
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from lmforge.data.document import Document, StageStats
 from lmforge.errors import DataError
@@ -202,7 +203,7 @@ class Reader:
 
     def _lines(self, source: SourceFile) -> Iterator[str]:
         """Decoded lines; bad UTF-8 is replaced with U+FFFD and counted, never fatal."""
-        handle: IO[bytes]
+        handle: io.BufferedIOBase
         try:
             handle = gzip.open(source.path, "rb") if source.gzipped else open(source.path, "rb")
         except OSError as exc:
@@ -258,7 +259,7 @@ class Reader:
         if block:
             yield f"{path}:{start}", "\n".join(block)
 
-    def _record_text(self, record: Any, origin: str) -> str | None:
+    def _record_text(self, record: object, origin: str) -> str | None:
         field = self.options.text_field
         if isinstance(record, str):
             return record

@@ -85,7 +85,8 @@ def free_ports(count: int) -> list[int]:
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
-            return answer.status == 200
+            status: int = answer.status  # urlopen is typed as returning Any
+            return status == 200
     except (urllib.error.URLError, OSError):
         return False
 
@@ -94,7 +95,7 @@ def ready(port: int) -> bool:
 class Worker:
     port: int
     threads: int
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
 
@@ -111,7 +112,7 @@ class LocalDeployment:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         threads = max(1, cores // config.workers)
         self.workers = [Worker(port, threads) for port in free_ports(config.workers)]
-        self.nginx_process: subprocess.Popen | None = None
+        self.nginx_process: subprocess.Popen[bytes] | None = None
         self.stopping = False
 
     def start_worker(self, worker: Worker) -> None:
