@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -82,32 +83,54 @@ def nginx_or_skip() -> None:
         pytest.skip("nginx is not installed (.ci/run installs it with apt-get)")
 
 
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, log: Path | None = None
+) -> None:
+    """Poll `condition` until it holds; after `timeout` seconds fail the test, naming what it
+    waited for and showing the end of `log`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}".rstrip())
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
-def deployment(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+def deployment(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     nginx_or_skip()
     run_dir = tmp_path_factory.mktemp("deploy")
     port = free_port()
+    stderr = run_dir / "deploy.stderr"
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "lmforge", "deploy", "local", str(tiny_model)),
             *("--workers", "2", "--port", str(port), "--run-dir", str(run_dir)),
             *("--max-body", "16k", "--rate-per-ip", "2000"),
         ],
-        stderr=(run_dir / "deploy.stderr").open("w"),
+        stderr=stderr.open("w"),
         env={**os.environ, "LMFORGE_API_KEYS": API_KEY, "LMFORGE_NO_PROGRESS": "1"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
+
+    def serving() -> bool:
+        """nginx answers /readyz through the workers and deploy.json (written just after nginx
+        starts) names every worker: the state every test reads."""
         if process.poll() is not None:
-            pytest.fail((run_dir / "deploy.stderr").read_text())
+            pytest.fail(
+                f"lmforge deploy local exited with {process.returncode}:\n{stderr.read_text()}"
+            )
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
+            if httpx.get(f"{url}/readyz", timeout=1).status_code != 200:
+                return False
         except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (run_dir / "deploy.stderr").read_text()
-        time.sleep(0.3)
+            return False
+        state = run_dir / "deploy.json"
+        return state.exists() and all(w["pid"] for w in json.loads(state.read_text())["workers"])
+
+    wait_for(serving, 180, "the deployment to serve through nginx", stderr)
     yield url, run_dir, process
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 0, (run_dir / "deploy.stderr").read_text()
+    assert process.wait(timeout=120) == 0, stderr.read_text()
