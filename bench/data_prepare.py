@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 CHILD = """
 import json, sys
@@ -30,7 +31,7 @@ print(json.dumps({"seconds": result.seconds, "manifest": result.manifest}))
 """
 
 
-def run_once(corpus: Path, output: Path, vocab_size: int) -> dict:
+def run_once(corpus: Path, output: Path, vocab_size: int) -> dict[str, Any]:
     options = {
         "inputs": [str(corpus)],
         "output": str(output),
@@ -48,13 +49,13 @@ def run_once(corpus: Path, output: Path, vocab_size: int) -> dict:
     wall = time.perf_counter() - started
     if status != 0:
         sys.exit(f"prepare failed with status {status}")
-    result = json.loads(stdout)
+    result: dict[str, Any] = json.loads(stdout)
     result["wall"] = wall
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
     return result
 
 
-def report(label: str, size_mb: float, result: dict) -> None:
+def report(label: str, size_mb: float, result: dict[str, Any]) -> None:
     seconds = result["seconds"]
     stages = {s["name"]: s for s in result["manifest"]["stages"]}
     cleaning = ("read", "normalize", "filter", "pii", "dedup", "sample")

@@ -12,12 +12,14 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from transformers import AutoTokenizer, GPT2LMHeadModel, TextIteratorStreamer
 
@@ -33,19 +35,20 @@ class Completion(BaseModel):
 
 
 def build(model_dir: Path) -> FastAPI:
-    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    model = GPT2LMHeadModel.from_pretrained(model_dir)
+    model.eval()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     one_at_a_time = threading.Lock()
     app = FastAPI()
 
     @app.get("/v1/models")
-    def models() -> dict:
+    def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model_dir.name, "object": "model"}]}
 
-    @app.post("/v1/completions")
-    def completions(body: Completion):
+    @app.post("/v1/completions", response_model=None)
+    def completions(body: Completion) -> Response | dict[str, Any]:
         ids = tokenizer(body.prompt, return_tensors="pt").input_ids
-        options = {
+        options: dict[str, Any] = {
             "max_new_tokens": body.max_tokens,
             "min_new_tokens": body.max_tokens if body.ignore_eos else body.min_tokens,
             "do_sample": body.temperature > 0,
@@ -71,7 +74,7 @@ def build(model_dir: Path) -> FastAPI:
 
         if body.stream:
 
-            def events():
+            def events() -> Iterator[str]:
                 for text in streamer:
                     if text:
                         yield chunk(text, None)

@@ -15,7 +15,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 
-class Blocks(torch.utils.data.Dataset):
+class Blocks(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     def __init__(self, path: Path, dtype: str, context: int) -> None:
         self.tokens = np.memmap(path, dtype=dtype, mode="r")
         self.context = context

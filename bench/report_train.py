@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 MODELS = (
     "teacher",
@@ -18,8 +19,9 @@ MODELS = (
 )
 
 
-def metrics(model_dir: Path) -> dict:
-    return json.loads((model_dir / "lmforge.json").read_text())["metrics"]
+def metrics(model_dir: Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((model_dir / "lmforge.json").read_text())["metrics"]
+    return found
 
 
 def main() -> None:
