@@ -53,7 +53,12 @@ _HOLDS: dict[str, Callable[[float, float], bool]] = {
     "le": operator.le,
     "lt": operator.lt,
 }
-_WORDS = {"ge": "must be at least", "gt": "must be greater than", "le": "must be at most"}
+_WORDS = {
+    "ge": "must be at least",
+    "gt": "must be greater than",
+    "le": "must be at most",
+    "lt": "must be below",
+}
 
 
 def _number(bound: float) -> str:
@@ -65,7 +70,7 @@ def _phrase(kind: str, bound: float) -> str:
         return "is negative"
     if kind == "gt" and bound == 0:
         return "must be positive"
-    return f"{_WORDS.get(kind, 'must be below')} {_number(bound)}"
+    return f"{_WORDS[kind]} {_number(bound)}"
 
 
 def bound_problem(name: str, value: object, f: dataclasses.Field[Any]) -> str | None:
