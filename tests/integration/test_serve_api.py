@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmforge.serve.api import OPEN_ROUTES, create_app
+from lmforge.serve.http.app import create_app
+from lmforge.serve.http.deps import OPEN_ROUTES
 from tests.conftest import build_model_dir
 from tests.integration.servers import ADMIN_KEY, API_KEY, OTHER_KEY, Server, steady_load
 

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from lmforge import prompts
+
 Stop = str | list[str] | None
 # A text with something in it: what every task route needs, said in the schema itself so
 # clients (and schemathesis) see the rule the server applies.
@@ -50,6 +52,15 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    """A `Usage` body."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
 class GenerateResponse(BaseModel):
     id: str
     text: str
@@ -65,7 +76,7 @@ class ClassifyRequest(Strict):
         ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
     )
     template: str = Field(
-        "Text: {text}\nCategory:",
+        prompts.CLASSIFY_TEMPLATE,
         pattern=r"\{text\}",
         description="Prompt; `{text}` is replaced by each text.",
     )
@@ -218,6 +229,11 @@ class ErrorResponse(BaseModel):
     """The one error shape of every route."""
 
     error: ErrorDetail
+
+
+def error_body(kind: str, message: str, param: str | None = None) -> dict[str, object]:
+    """An `ErrorResponse` body."""
+    return {"error": {"type": kind, "message": message, "param": param}}
 
 
 class ProbeStatus(BaseModel):

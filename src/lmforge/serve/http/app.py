@@ -1,0 +1,44 @@
+"""The app: the routers, the error handlers and, around them, the middleware (request ids
+and access logs outermost, then CORS when configured, then the body limit)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from lmforge.serve.http import health, native, openai, tasks
+from lmforge.serve.http.errors import install_error_handlers
+from lmforge.serve.middleware import BodyLimit, RequestContext
+from lmforge.serve.state import AppState
+
+
+def create_app(state: AppState | None) -> FastAPI:
+    """The app over `state` (None builds the routes only, e.g. to list them)."""
+    app = FastAPI(
+        title="lmforge",
+        summary="Generate, classify, match, summarize and embed with a GPT-2-family model.",
+        version="0.1.0",
+        redoc_url=None,
+    )
+    app.state.lmforge = state
+    for family in (native, openai, tasks, health):
+        app.include_router(family.router)
+    openai_paths = {route.path for route in openai.router.routes if isinstance(route, APIRoute)}
+    install_error_handlers(app, openai_paths)
+    if state is None:
+        return app
+    routes = {getattr(route, "path", "") for route in app.routes}
+    # Added innermost first: each add_middleware wraps what is there.
+    app.add_middleware(BodyLimit, limit=state.config.max_body_bytes, metrics=state.metrics)
+    if state.config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=state.config.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestContext, metrics=state.metrics, routes=routes, log_access=state.config.access_log
+    )
+    return app
