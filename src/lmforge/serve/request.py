@@ -89,11 +89,11 @@ class SamplingParams:
 
     @classmethod
     def from_body(cls, body: dict[str, Any], cap: int) -> SamplingParams:
-        """The params of an API body (a native or an OpenAI-spelled JSON object), with every
+        """The params of an API body (its JSON fields, in the native spelling), with every
         limit clamped together: the new-token budget to the server's `cap`, then the minimum
         to that budget, so a body valid on its own never fails for the server's cap."""
-        max_new = min(int(body.get("max_new_tokens", body.get("max_tokens", 64))), cap)
-        min_new = min(int(body.get("min_new_tokens", body.get("min_tokens", 0))), max_new)
+        max_new = min(int(body.get("max_new_tokens", 64)), cap)
+        min_new = min(int(body.get("min_new_tokens", 0)), max_new)
         stop = body.get("stop") or ()
         return cls(
             max_new_tokens=max_new,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -197,6 +197,14 @@ class CompletionRequest(OpenAIBase):
     min_tokens: Int = Field(0, ge=0)
     top_k: Int = Field(0, ge=0)
     repetition_penalty: float = Field(1.0, gt=0, le=10)
+
+    def sampling(self) -> dict[str, Any]:
+        """The declared fields (not the extras a client may add) in the native spelling, as
+        `SamplingParams.from_body` reads them."""
+        fields = self.model_dump(include=set(type(self).model_fields))
+        fields["max_new_tokens"] = fields.pop("max_tokens")
+        fields["min_new_tokens"] = fields.pop("min_tokens")
+        return fields
 
 
 class EmbeddingRequest(OpenAIBase):

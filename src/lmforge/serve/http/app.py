@@ -3,7 +3,7 @@ and access logs outermost, then CORS when configured, then the body limit)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
@@ -22,13 +22,14 @@ def create_app(state: AppState | None) -> FastAPI:
         redoc_url=None,
     )
     app.state.lmforge = state
+    # The routes themselves, not include_router's lazy branch (FastAPI 0.16x): app.routes
+    # stays the flat list of routes that the access metrics and the route listings read.
     for family in (native, openai, tasks, health):
-        app.include_router(family.router)
-    openai_paths = {route.path for route in openai.router.routes if isinstance(route, APIRoute)}
-    install_error_handlers(app, openai_paths)
+        app.router.routes.extend(family.router.routes)
+    install_error_handlers(app, paths(openai.router))
     if state is None:
         return app
-    routes = {getattr(route, "path", "") for route in app.routes}
+    routes = paths(app.router)
     # Added innermost first: each add_middleware wraps what is there.
     app.add_middleware(BodyLimit, limit=state.config.max_body_bytes, metrics=state.metrics)
     if state.config.cors_origins:
@@ -42,3 +43,7 @@ def create_app(state: AppState | None) -> FastAPI:
         RequestContext, metrics=state.metrics, routes=routes, log_access=state.config.access_log
     )
     return app
+
+
+def paths(router: APIRouter) -> set[str]:
+    return {route.path for route in router.routes if isinstance(route, APIRoute)}

@@ -63,7 +63,7 @@ async def completions(
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if not prompts or (body.stream and len(prompts) != 1):
         raise ApiError(400, "invalid_request_error", "give one prompt to stream", "prompt")
-    params = SamplingParams.from_body(body.model_dump(), call.max_new_tokens)
+    params = SamplingParams.from_body(body.sampling(), call.max_new_tokens)
     completion = Completion(body.model or call.state.model.name)
     requests = call.generation_requests(prompts, params)
     if body.stream:
