@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from lmforge.serve.http import health, native, openai, tasks
 from lmforge.serve.http.errors import install_error_handlers
@@ -46,4 +46,4 @@ def create_app(state: AppState | None) -> FastAPI:
 
 
 def paths(router: APIRouter) -> set[str]:
-    return {route.path for route in router.routes if isinstance(route, APIRoute)}
+    return {route.path for route in router.routes if isinstance(route, Route)}
