@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(
+    condition: Callable[[], bool], what: str, timeout: float = 60, every: float = 0.02
+) -> None:
+    """Poll `condition` every `every` seconds until it holds; fail naming `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
 
 
 class Server:
@@ -46,17 +58,22 @@ class Server:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"lmforge serve exited early:\n{self.stderr()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"lmforge serve did not get ready:\n{self.stderr()}")
+            return self.readiness() == 200
+
+        try:
+            wait_for(ready, "/readyz to answer 200", timeout, every=0.2)
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}:\n{self.stderr()}") from None
+
+    def readiness(self) -> int | None:
+        """The status /readyz answers now; None while nothing listens."""
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code
+        except httpx.HTTPError:
+            return None
 
     def stderr(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")[-5000:]

@@ -15,9 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmforge.serve.api import OPEN_ROUTES, create_app
+from lmforge.serve.http.app import create_app
+from lmforge.serve.http.deps import OPEN_ROUTES
 from tests.conftest import build_model_dir
-from tests.integration.servers import ADMIN_KEY, API_KEY, OTHER_KEY, Server, steady_load
+from tests.integration.servers import (
+    ADMIN_KEY,
+    API_KEY,
+    OTHER_KEY,
+    Server,
+    steady_load,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -198,10 +206,11 @@ def test_a_client_that_disconnects_aborts_its_generation(long_context_model: Pat
         plain = {**body, "stream": False}
         with pytest.raises(httpx.ReadTimeout), server.client(timeout=0.5) as impatient:
             impatient.post("/v1/generate", json=plain)
-        deadline = time.monotonic() + 10
-        while server.metric("lmforge_running_batch_size") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.metric("lmforge_running_batch_size") == 0
+        wait_for(
+            lambda: server.metric("lmforge_running_batch_size") == 0,
+            "the abandoned generation to be aborted",
+            timeout=10,
+        )
     finally:
         assert server.stop() == 0
 
@@ -268,14 +277,10 @@ def test_sigterm_drains_accepted_requests_and_exits_zero(long_context_model: Pat
     senders = [threading.Thread(target=send) for _ in range(4)]
     for sender in senders:
         sender.start()
-    deadline = time.monotonic() + 60
-    while server.metric("lmforge_running_batch_size") < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.metric("lmforge_running_batch_size") == 4, "the requests never all started"
+    wait_for(lambda: server.metric("lmforge_running_batch_size") == 4, "all 4 requests to start")
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    wait_for(lambda: server.readiness() == 503, "/readyz to turn 503 after SIGTERM", timeout=10)
     with server.client() as client:
-        assert client.get("/readyz").status_code == 503
         assert client.post("/v1/generate", json=body).status_code == 503
     for sender in senders:
         sender.join()

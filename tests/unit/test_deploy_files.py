@@ -86,7 +86,7 @@ def test_an_invalid_manifest_is_caught() -> None:
 
 
 def test_manifests_agree_with_each_other_and_with_the_api() -> None:
-    from lmforge.serve.api import create_app
+    from lmforge.serve.http.app import create_app
 
     routes = {route.path for route in create_app(None).routes}
     for overlay in ("overlays/cpu", "overlays/gpu"):

@@ -52,7 +52,7 @@ def _check_lmforge(args: list[str]) -> None:
 def _check_curl(words: list[str]) -> None:
     from pydantic import TypeAdapter
 
-    from lmforge.serve.api import create_app
+    from lmforge.serve.http.app import create_app
 
     url = next(w for w in words if "/" in w and not w.startswith(("-", "{", "Authorization")))
     path = "/" + url.split("/", 1)[1]

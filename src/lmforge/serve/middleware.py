@@ -9,11 +9,12 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lmforge.serve.metrics import Metrics
+from lmforge.serve.schemas import error_body
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("lmforge.access")
@@ -29,16 +30,12 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def error_body(status: int, kind: str, message: str, param: str | None = None) -> bytes:
-    return json.dumps({"error": {"type": kind, "message": message, "param": param}}).encode()
-
-
-async def send_json(send: Any, status: int, body: bytes, headers: list | None = None) -> None:
+async def send_json(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+            "headers": [(b"content-type", b"application/json")],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -48,15 +45,16 @@ class RequestContext:
     """Request ID (taken from a well-formed `X-Request-ID` or made up), echoed in the response;
     one access-log line and the request metrics when the response ends."""
 
-    def __init__(self, app: Any, metrics: Metrics, routes: set[str], log_access: bool) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: set[str], log_access: bool) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
         self.log_access = log_access
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
@@ -66,7 +64,7 @@ class RequestContext:
         path = scope["path"]
         route = path if path in self.routes else "other"
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -112,14 +110,15 @@ class BodyLimit:
     """413 for bodies over `limit` bytes: at once from Content-Length, or while reading a body
     sent without one."""
 
-    def __init__(self, app: Any, limit: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
         self.app = app
         self.limit = limit
         self.metrics = metrics
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             self.metrics.rejections.labels("body_too_large").inc()
@@ -130,11 +129,11 @@ class BodyLimit:
                 while message.get("more_body"):
                     message = await receive()
             refusal = BodyTooLarge(self.limit)
-            body = error_body(413, "request_too_large", refusal.detail)
+            body = json.dumps(error_body("request_too_large", refusal.detail)).encode()
             return await send_json(send, 413, body)
         received = 0
 
-        async def counted_receive() -> dict:
+        async def counted_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":

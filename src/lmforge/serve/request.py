@@ -87,6 +87,29 @@ class SamplingParams:
             or self.frequency_penalty != 0.0
         )
 
+    @classmethod
+    def from_body(cls, body: dict[str, Any], cap: int) -> SamplingParams:
+        """The params of an API body (its JSON fields, in the native spelling), with every
+        limit clamped together: the new-token budget to the server's `cap`, then the minimum
+        to that budget, so a body valid on its own never fails for the server's cap."""
+        max_new = min(int(body.get("max_new_tokens", 64)), cap)
+        min_new = min(int(body.get("min_new_tokens", 0)), max_new)
+        stop = body.get("stop") or ()
+        return cls(
+            max_new_tokens=max_new,
+            min_new_tokens=min_new,
+            temperature=body.get("temperature", 1.0),
+            top_k=body.get("top_k", 0),
+            top_p=body.get("top_p", 1.0),
+            repetition_penalty=body.get("repetition_penalty", 1.0),
+            presence_penalty=body.get("presence_penalty", 0.0),
+            frequency_penalty=body.get("frequency_penalty", 0.0),
+            seed=body.get("seed"),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            ignore_eos=bool(body.get("ignore_eos", False)),
+            logprobs=body.get("logprobs") or 0,
+        )
+
 
 _ids = itertools.count()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from lmforge import prompts
 
 Stop = str | list[str] | None
 # A text with something in it: what every task route needs, said in the schema itself so
@@ -50,6 +52,15 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    """A `Usage` body."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
 class GenerateResponse(BaseModel):
     id: str
     text: str
@@ -65,7 +76,7 @@ class ClassifyRequest(Strict):
         ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
     )
     template: str = Field(
-        "Text: {text}\nCategory:",
+        prompts.CLASSIFY_TEMPLATE,
         pattern=r"\{text\}",
         description="Prompt; `{text}` is replaced by each text.",
     )
@@ -187,6 +198,14 @@ class CompletionRequest(OpenAIBase):
     top_k: Int = Field(0, ge=0)
     repetition_penalty: float = Field(1.0, gt=0, le=10)
 
+    def sampling(self) -> dict[str, Any]:
+        """The declared fields (not the extras a client may add) in the native spelling, as
+        `SamplingParams.from_body` reads them."""
+        fields = self.model_dump(include=set(type(self).model_fields))
+        fields["max_new_tokens"] = fields.pop("max_tokens")
+        fields["min_new_tokens"] = fields.pop("min_tokens")
+        return fields
+
 
 class EmbeddingRequest(OpenAIBase):
     model: str | None = None
@@ -218,6 +237,11 @@ class ErrorResponse(BaseModel):
     """The one error shape of every route."""
 
     error: ErrorDetail
+
+
+def error_body(kind: str, message: str, param: str | None = None) -> dict[str, object]:
+    """An `ErrorResponse` body."""
+    return {"error": {"type": kind, "message": message, "param": param}}
 
 
 class ProbeStatus(BaseModel):

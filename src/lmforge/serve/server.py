@@ -116,7 +116,7 @@ def setup_access_log() -> None:
 def serve(config: ServeConfig) -> None:
     import uvicorn
 
-    from lmforge.serve.api import create_app
+    from lmforge.serve.http.app import create_app
 
     setup_access_log()
     state = build_state(config)

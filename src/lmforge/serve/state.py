@@ -16,6 +16,7 @@ from lmforge.serve.auth import KeyRing
 from lmforge.serve.engine import Engine
 from lmforge.serve.limits import RateLimiter
 from lmforge.serve.metrics import Metrics
+from lmforge.serve.request import Kind, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,6 @@ class AppState:
 
 def warm_up(engine: Engine) -> None:
     """One tiny generation so that the first real request does not pay for lazy set-up."""
-    from lmforge.serve.request import SamplingParams
-
-    engine.generate_text("Hello", SamplingParams(max_new_tokens=2, temperature=0))
+    engine.run(
+        engine.request("Hello", Kind.GENERATE, SamplingParams(max_new_tokens=2, temperature=0))
+    )

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from lmforge import prompts
 from lmforge.errors import EngineError
 from lmforge.serve.engine import Engine
-from lmforge.serve.request import FinishReason, Kind, SamplingParams
+from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
 from lmforge.serve.stream import Event
 
-SUMMARY_CUE = "\nTL;DR:"
 T = TypeVar("T")
 
 
@@ -41,7 +41,7 @@ async def gather_cancelling(runs: list[Awaitable[T]]) -> list[T]:
             task.cancel()
 
 
-async def _all(engine: Engine, requests: list[Any]) -> list[Event]:
+async def _all(engine: Engine, requests: list[Request]) -> list[Event]:
     return [checked(e) for e in await gather_cancelling([engine.complete(r) for r in requests])]
 
 
@@ -52,12 +52,15 @@ async def label_scores(
     log-probabilities of each label's tokens, normalised over the candidate labels. A prompt
     too long for the context loses its beginning: the end, next to the label, matters most."""
     # A label longer than half the context is scored by its beginning.
-    label_ids = [engine.encode(" " + label.strip())[: engine.max_seq_len // 2] for label in labels]
+    label_ids = [
+        engine.encode(prompts.label_continuation(label))[: engine.max_seq_len // 2]
+        for label in labels
+    ]
     # Every label of a text sees the same context: room for the longest one.
     room = engine.max_seq_len - max(map(len, label_ids)) - 1
     requests = []
     for text in texts:
-        context = engine.encode(template.replace("{text}", text))[-room:]
+        context = engine.encode(prompts.classify_prompt(text, template))[-room:]
         for ids in label_ids:
             requests.append(
                 engine.request(context + ids, Kind.SCORE, timeout=timeout, score_from=len(context))
@@ -73,7 +76,7 @@ async def label_scores(
 
 
 async def embeddings(
-    engine: Engine, inputs: list[str | list[int]], timeout: float, pooling: str = "mean"
+    engine: Engine, inputs: Sequence[str | list[int]], timeout: float, pooling: str = "mean"
 ) -> tuple[list[list[float]], int]:
     """(unit-length embeddings, prompt tokens used)."""
     requests = [engine.request(x, Kind.EMBED, timeout=timeout, pooling=pooling) for x in inputs]
@@ -98,16 +101,19 @@ class Summary:
 
 
 async def summarize(engine: Engine, text: str, max_new_tokens: int, timeout: float) -> Summary:
-    """'TL;DR:' prompting (GPT-2's own zero-shot summarizer), greedy, ending at a newline. A
+    """The summarization training format (`prompts.SUMMARY_TEMPLATE`: the document, then
+    the cue GPT-2 itself answers with a summary zero-shot), greedy, ending at a newline. A
     text too long for the context keeps its beginning, where the gist usually is; the summary
     gets at most half the context."""
     max_new_tokens = min(max_new_tokens, engine.max_seq_len // 2)
     params = SamplingParams(
         max_new_tokens=max_new_tokens, temperature=0, repetition_penalty=1.2, stop=("\n",)
     )
-    cue = engine.encode(SUMMARY_CUE)
-    room = engine.max_seq_len - max_new_tokens - len(cue)
-    ids = engine.encode(text.strip())[:room] + cue
+    # The template's text around `{document}`, so that only the document is cut to fit.
+    before, after = prompts.SUMMARY_TEMPLATE.split("{document}", 1)
+    head, tail = engine.encode(before), engine.encode(after)
+    room = engine.max_seq_len - max_new_tokens - len(head) - len(tail)
+    ids = head + engine.encode(text.strip())[:room] + tail
     request = engine.request(ids, Kind.GENERATE, params, timeout=timeout)
     event = checked(await engine.complete(request))
     return Summary(event.text.strip(), event.prompt_tokens, event.output_tokens)

@@ -1,0 +1,49 @@
+"""The app: the routers, the error handlers and, around them, the middleware (request ids
+and access logs outermost, then CORS when configured, then the body limit)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+
+from lmforge.serve.http import health, native, openai, tasks
+from lmforge.serve.http.errors import install_error_handlers
+from lmforge.serve.middleware import BodyLimit, RequestContext
+from lmforge.serve.state import AppState
+
+
+def create_app(state: AppState | None) -> FastAPI:
+    """The app over `state` (None builds the routes only, e.g. to list them)."""
+    app = FastAPI(
+        title="lmforge",
+        summary="Generate, classify, match, summarize and embed with a GPT-2-family model.",
+        version="0.1.0",
+        redoc_url=None,
+    )
+    app.state.lmforge = state
+    # The routes themselves, not include_router's lazy branch (FastAPI 0.16x): app.routes
+    # stays the flat list of routes that the access metrics and the route listings read.
+    for family in (native, openai, tasks, health):
+        app.router.routes.extend(family.router.routes)
+    install_error_handlers(app, paths(openai.router))
+    if state is None:
+        return app
+    routes = paths(app.router)
+    # Added innermost first: each add_middleware wraps what is there.
+    app.add_middleware(BodyLimit, limit=state.config.max_body_bytes, metrics=state.metrics)
+    if state.config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=state.config.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestContext, metrics=state.metrics, routes=routes, log_access=state.config.access_log
+    )
+    return app
+
+
+def paths(router: APIRouter) -> set[str]:
+    return {route.path for route in router.routes if isinstance(route, Route)}
