@@ -138,3 +138,58 @@ def test_bad_settings_name_every_problem() -> None:
 def test_sampling_params_name_bad_values() -> None:
     problems = SamplingParams(temperature=-1, top_p=0, stop=("",)).problems()
     assert [p.split("=")[0] for p in problems] == ["temperature", "top_p", "stop"]
+
+
+class Stops:
+    """Stands in for the detokenizer: the text reaches a stop string at `at` output tokens."""
+
+    def __init__(self, at: int | None = None) -> None:
+        self.at = at
+        self.finals: list[bool] = []
+
+    def reached(self, output_ids: list[int], final: bool) -> bool:
+        self.finals.append(final)
+        return len(output_ids) == self.at
+
+
+def running(scheduler: Scheduler, **params) -> Request:
+    r = request(3, params=SamplingParams(**params))
+    scheduler.add(r)
+    run(scheduler, scheduler.schedule())  # the prefill samples the first token (7)
+    return r
+
+
+def test_end_of_text_finishes_with_stop_once_min_new_tokens_are_out() -> None:
+    scheduler = scheduler_of()
+    eager = running(scheduler, max_new_tokens=10)
+    assert scheduler.on_token(eager, EOS) is FinishReason.STOP and eager.finished
+    patient = running(scheduler, max_new_tokens=10, min_new_tokens=3)
+    # End-of-text as the second and third token is too early; as the fourth it ends.
+    assert [scheduler.on_token(patient, EOS) for _ in range(2)] == [None, None]
+    assert scheduler.on_token(patient, EOS) is FinishReason.STOP
+    ignoring = running(scheduler, max_new_tokens=3, ignore_eos=True)
+    assert scheduler.on_token(ignoring, EOS) is None
+    assert scheduler.on_token(ignoring, EOS) is FinishReason.LENGTH
+
+
+def test_stop_strings_finish_with_stop_even_on_the_last_token() -> None:
+    scheduler = scheduler_of()
+    r = running(scheduler, max_new_tokens=3)
+    stops = Stops(at=3)
+    assert scheduler.on_token(r, 7, stops) is None
+    assert scheduler.on_token(r, 7, stops) is FinishReason.STOP  # not LENGTH
+    # The text of the last token is read as final (an unfinished character is text then).
+    assert stops.finals == [False, True] and scheduler.slots_used == 0
+
+
+def test_score_and_embed_requests_finish_once_their_prompt_is_computed() -> None:
+    scheduler = scheduler_of(max_batch_tokens=4)
+    scored, embedded = request(6, kind=Kind.SCORE), request(2, kind=Kind.EMBED)
+    scheduler.add(scored)
+    scheduler.add(embedded)
+    plan = scheduler.schedule()
+    assert [scheduler.on_computed(c) for c in plan.chunks] == [None]  # 4 of 6 tokens
+    plan = scheduler.schedule()
+    reasons = [scheduler.on_computed(c) for c in plan.chunks]
+    assert reasons == [FinishReason.STOP, FinishReason.STOP]
+    assert scored.finished and embedded.finished and scheduler.slots_used == 0

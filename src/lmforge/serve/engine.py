@@ -55,6 +55,8 @@ class Tracked:
 
     def reached(self, output_ids: list[int], final: bool) -> bool:
         self.new_text, hit = self.detokenizer.add(output_ids, final)
+        if final or hit:  # the request ends here: what was held back is its last text
+            self.new_text += self.detokenizer.flush()
         return hit
 
 
@@ -281,23 +283,17 @@ class Engine:
             return self._emit_final(request)
         if self.scheduler.on_computed(chunk) is not None:
             return self._emit_final(request, embedding=output.embedding)
-        if request.in_prefill:
+        token = output.token
+        if request.in_prefill or token is None:  # a generate chunk that ends its prompt has one
             return
-        if output.token is None:
-            self.scheduler.finish(request, FinishReason.ERROR, "internal error: no token")
-            return self._emit_final(request)
         if chunk.start < len(request.prompt_ids):
             self.stats.prompt_tokens += len(request.prompt_ids)
-        token = output.token
         if request.first_token_at is None:
             request.first_token_at = now
         self.stats.output_tokens += 1
         tracked = self._tracked[request.request_id]
         reason = self.scheduler.on_token(request, token.token_id, tracked)
-        text = tracked.new_text
-        if reason is not None:
-            text += tracked.detokenizer.flush()
-        event = Event(request.request_id, text=text, token_ids=[token.token_id])
+        event = Event(request.request_id, text=tracked.new_text, token_ids=[token.token_id])
         if token.logprob is not None:
             event.logprobs = [
                 {"token_id": token.token_id, "logprob": token.logprob, "top": token.top_logprobs}
@@ -306,12 +302,15 @@ class Engine:
             return self._outbox.append((tracked.stream, event))
         self._emit_final(request, event)
 
-    def _emit_final(self, request: Request, event: Event | None = None, **extra: Any) -> None:
+    def _emit_final(
+        self, request: Request, event: Event | None = None, embedding: list[float] | None = None
+    ) -> None:
         """Send a finished request's last event and drop the engine's and runner's state."""
         tracked = self._tracked.pop(request.request_id, None)
         self.runner.release(request)
         if tracked is not None:
-            self._outbox.append((tracked.stream, final_event(request, event, **extra)))
+            event = event or Event(request.request_id, embedding=embedding)
+            self._outbox.append((tracked.stream, final_event(request, event)))
 
     def _flush(self) -> None:
         with self._lock:

@@ -66,9 +66,10 @@ def _call(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 def _weight_first(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if x.shape[0] > WEIGHT_FIRST_ROWS:
         return cast(torch.Tensor, layer(x))
-    if layer.bias is None:
+    bias: torch.Tensor | None = layer.bias  # None for the LM head
+    if bias is None:
         return torch.mm(layer.weight, x.t()).t()
-    return torch.addmm(layer.bias[:, None], layer.weight, x.t()).t()
+    return torch.addmm(bias[:, None], layer.weight, x.t()).t()
 
 
 class Block(nn.Module):
@@ -159,11 +160,11 @@ class GPT2:
             )
 
         wte = state["wte.weight"]
-        embed = nn.Embedding(*wte.shape, _weight=wte.clone(), _freeze=True)
+        embed = nn.Embedding(wte.shape[0], wte.shape[1], _weight=wte.clone(), _freeze=True)
         model = nn.Module()
         model.stack = Stack([block(i) for i in range(self.n_layer)], norm("ln_f"), embed)
         wpe = state["wpe.weight"]
-        model.wpe = nn.Embedding(*wpe.shape, _weight=wpe.clone(), _freeze=True)
+        model.wpe = nn.Embedding(wpe.shape[0], wpe.shape[1], _weight=wpe.clone(), _freeze=True)
         lm_head = nn.Linear(self.d_model, self.vocab_size, bias=False)
         lm_head.weight.data = wte
         model.lm_head = lm_head

@@ -30,7 +30,9 @@ def penalize(
             values > 0, values / params.repetition_penalty, values * params.repetition_penalty
         )
     if (params.presence_penalty or params.frequency_penalty) and output_ids:
-        ids, counts = torch.tensor(output_ids, device=logits.device).unique(return_counts=True)
+        ids, counts = torch.unique(
+            torch.tensor(output_ids, device=logits.device), return_counts=True
+        )
         logits[ids] -= params.presence_penalty + params.frequency_penalty * counts.float()
 
 

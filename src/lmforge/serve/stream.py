@@ -77,10 +77,9 @@ class Stream:
         return self.queue.get(timeout=timeout)
 
 
-def final_event(request: Request, event: Event | None = None, **fields: Any) -> Event:
-    """A finished request's last event: `event` (or a new one with `fields`) with the finish
-    reason, token counts, scores and timings filled in."""
-    event = event or Event(request.request_id, **fields)
+def final_event(request: Request, event: Event) -> Event:
+    """A finished request's last event: `event` with the finish reason, token counts, scores
+    and timings filled in."""
     event.finish_reason = request.finish_reason
     event.error = request.error
     event.prompt_tokens = len(request.prompt_ids)
