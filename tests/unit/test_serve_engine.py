@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lmforge.config.serve import EngineSettings
-from lmforge.errors import EngineError
+from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.engine import Engine, Overloaded
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
 from lmforge.serve.runner import Runner
@@ -250,6 +250,14 @@ def test_bad_requests_are_refused_with_the_reason(engine: Engine) -> None:
         engine.submit(engine.request(list(range(1, 200))))
     with pytest.raises(EngineError, match="empty"):
         engine.submit(Request([], Kind.GENERATE))
+
+
+def test_bad_settings_are_refused_before_loading(tiny_model: Path) -> None:
+    settings = EngineSettings(kv_slots=0, max_queue=-1, dtype="float64")
+    with pytest.raises(
+        ConfigError, match=r"dtype: 'float64' is not one of.*kv_slots: 0.*max_queue"
+    ):
+        Engine(tiny_model, settings)
 
 
 def test_nan_logits_fail_only_that_request(tmp_path: Path) -> None:

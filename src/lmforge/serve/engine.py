@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.config.serve import EngineSettings
-from lmforge.errors import EngineError
+from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams, check_runnable
 from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler
 from lmforge.serve.stream import Event, Stream, deliver, final_event, follow, merge, wait
@@ -68,6 +68,8 @@ class Engine:
     def __init__(self, model_dir: Path | str, config: EngineSettings | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.settings = config or EngineSettings()
+        if problems := self.settings.declared_problems():
+            raise ConfigError("bad engine settings: " + "; ".join(problems))
         self.tokenizer = load_tokenizer(self.model_dir)
         self.stats = Stats(slots_total=self.settings.kv_slots)
         self.dead: str | None = None
