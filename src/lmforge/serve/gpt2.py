@@ -6,7 +6,6 @@ per prefill chunk (each with its own causal offset)."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -19,14 +18,12 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.functional import gelu, scaled_dot_product_attention
 
-from lmforge.errors import ModelError
+from lmforge.errors import ConfigError, ModelError
 from lmforge.modelio import verify_model_dir
 from lmforge.serve.kv_cache import SlotKVCache
 
 if TYPE_CHECKING:
     from lmforge.serve.kv_cache import Rows
-
-log = logging.getLogger(__name__)
 
 # Below this many rows, W @ x.T beats x @ W.T on CPU (see GPT2.__init__).
 WEIGHT_FIRST_ROWS = 64
@@ -85,6 +82,17 @@ class Stack(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.ln_f = ln_f
         self.wte = wte
+
+
+def pick_device(device: str, dtype: str, quantize: str) -> torch.device:
+    """The device to run on ("auto": CUDA when present), refusing numerics it lacks."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype != "float32":
+        raise ConfigError(f"dtype: {dtype} is for CUDA; on CPU use float32 (or --quantize int8)")
+    if quantize == "int8" and device != "cpu":
+        raise ConfigError("quantize: int8 is the CPU path; on CUDA use --dtype bfloat16")
+    return torch.device(device)
 
 
 def read_config(model_dir: Path) -> dict[str, object]:

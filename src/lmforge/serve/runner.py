@@ -4,7 +4,6 @@ forward for all of them, then samples, scores or pools per request."""
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +11,11 @@ from pathlib import Path
 import torch
 
 from lmforge.config.serve import EngineSettings
-from lmforge.errors import ConfigError
 from lmforge.serve import sampling
-from lmforge.serve.gpt2 import GPT2, Decode, Prefill
+from lmforge.serve.gpt2 import GPT2, Decode, Prefill, pick_device
 from lmforge.serve.kv_cache import SlotKVCache
 from lmforge.serve.request import Kind, Request
 from lmforge.serve.scheduler import Chunk
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,25 +43,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def pick_device(settings: EngineSettings) -> torch.device:
-    device = settings.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" and settings.dtype != "float32":
-        raise ConfigError(
-            f"dtype: {settings.dtype} is for CUDA; on CPU use float32 (or --quantize int8)"
-        )
-    if settings.quantize == "int8" and device != "cpu":
-        raise ConfigError("quantize: int8 is the CPU path; on CUDA use --dtype bfloat16")
-    return torch.device(device)
-
-
 class Runner:
     """Owns the model, its KV cache and the per-request random generators."""
 
     def __init__(self, model_dir: Path, settings: EngineSettings | None = None) -> None:
         settings = settings or EngineSettings()
-        device = pick_device(settings)
+        device = pick_device(settings.device, settings.dtype, settings.quantize)
         torch.set_num_threads(settings.threads or available_cores())
         self.model = GPT2(Path(model_dir), device, settings.dtype, settings.quantize)
         model = self.model
