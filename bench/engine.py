@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from lmforge.serve.engine import Engine, EngineConfig
-from lmforge.serve.request import SamplingParams
+from lmforge.config.serve import EngineSettings
+from lmforge.serve.engine import Engine
+from lmforge.serve.request import FinishReason, Kind, SamplingParams
 
 REQUESTS, PROMPT, NEW = 64, 32, 64
 VOCAB = 50257
@@ -90,7 +91,7 @@ def ours(engine: Engine, prompts: list[list[int]], concurrency: int, label: str)
         async def one(ids: list[int]) -> int:
             async with gate:
                 start, count = time.perf_counter(), 0
-                async for event in engine.generate(ids, params):
+                async for event in engine.events(engine.request(ids, Kind.GENERATE, params)):
                     if not count and event.token_ids:
                         ttft.append(time.perf_counter() - start)
                     count += len(event.token_ids)
@@ -178,14 +179,14 @@ def profile_step(model_dir: Path, prompts: list[list[int]]) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     from lmforge.serve.request import Request
-    from lmforge.serve.runner import Runner, RunnerConfig
+    from lmforge.serve.runner import Runner
     from lmforge.serve.scheduler import Chunk
 
-    runner = Runner(model_dir, RunnerConfig(kv_slots=32))
+    runner = Runner(model_dir, EngineSettings(kv_slots=32))
     params = SamplingParams(max_new_tokens=NEW, temperature=0, ignore_eos=True)
     requests = [Request(p, params=params) for p in prompts[:32]]
-    for slot, request in enumerate(requests):
-        request.slot = slot
+    for request in requests:
+        request.slot = runner.cache.allocate()
 
     def step(chunks: list[Chunk]) -> None:
         for chunk, out in zip(chunks, runner.step(chunks), strict=True):
@@ -207,10 +208,14 @@ def int8_perplexity(model_dir: Path, lines: list[str]) -> dict:
 
     results = {}
     for quantize in ("none", "int8"):
-        with Engine(model_dir, EngineConfig(quantize=quantize)) as engine:
+        with Engine(model_dir, EngineSettings(quantize=quantize)) as engine:
             total, count = 0.0, 0
             for line in lines:
-                scores = engine.score("", line)
+                ids = [engine.eos_id or 0, *engine.encode(line)]
+                event = engine.run(engine.request(ids, Kind.SCORE, score_from=1))
+                if event.finish_reason is not FinishReason.STOP:
+                    raise RuntimeError(f"scoring ended with {event.finish_reason}: {event.error}")
+                scores = event.scores or []
                 total, count = total - sum(scores), count + len(scores)
             results[quantize] = math.exp(total / count)
     results["change_percent"] = 100 * (results["int8"] / results["none"] - 1)
@@ -259,7 +264,7 @@ def main() -> None:
     print(f"threads: {torch.get_num_threads()}  torch {torch.__version__}")
     for quantize in ("none", "int8") if args.only in (None, "ours") else ():
         label = "lmforge fp32" if quantize == "none" else "lmforge int8"
-        with Engine(model_dir, EngineConfig(quantize=quantize)) as engine:
+        with Engine(model_dir, EngineSettings(quantize=quantize)) as engine:
             ours(engine, prompts[:8], 8, "warm-up")
             report(ours(engine, prompts, 1, label))
             for concurrency in (8, 32):

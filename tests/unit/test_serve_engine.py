@@ -12,15 +12,38 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lmforge.errors import EngineError
-from lmforge.serve.engine import Engine, EngineConfig, Overloaded
+from lmforge.config.serve import EngineSettings
+from lmforge.errors import ConfigError, EngineError
+from lmforge.serve.engine import Engine, Overloaded
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
-from lmforge.serve.runner import Runner, RunnerConfig
+from lmforge.serve.runner import Runner
 from lmforge.serve.scheduler import Chunk
+from lmforge.serve.stream import Event
 from lmforge.serve.text import Detokenizer, load_tokenizer
 from tests.conftest import build_model_dir
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True)
+
+
+def generate_text(engine: Engine, prompt: str, params: SamplingParams) -> Event:
+    return engine.run(engine.request(prompt, Kind.GENERATE, params))
+
+
+def done(event: Event) -> Event:
+    assert event.finish_reason is FinishReason.STOP, (event.finish_reason, event.error)
+    return event
+
+
+def score(engine: Engine, prompt: str, continuation: str) -> list[float]:
+    """Log-probabilities of each token of `continuation` after `prompt`."""
+    context = engine.encode(prompt) if prompt else [engine.eos_id or 0]
+    ids = context + engine.encode(continuation)
+    event = done(engine.run(engine.request(ids, Kind.SCORE, score_from=len(context))))
+    return event.scores or []
+
+
+def embed(engine: Engine, text: str, pooling: str = "mean") -> list[float]:
+    return done(engine.run(engine.request(text, Kind.EMBED, pooling=pooling))).embedding or []
 
 
 def hf_model(model_dir: Path):
@@ -32,7 +55,7 @@ def hf_model(model_dir: Path):
 def assert_parity(model_dir: Path, vocab: int, prompt_len: int = 24, steps: int = 4) -> None:
     """Prefill (whole and chunked, two sequences in one step) and then decode steps give the
     logits transformers gives, within 1e-4."""
-    runner = Runner(model_dir, RunnerConfig(kv_slots=3, max_seq_len=64))
+    runner = Runner(model_dir, EngineSettings(kv_slots=3, max_seq_len=64))
     torch.manual_seed(1)
     ids = torch.randint(0, vocab, (2, prompt_len + steps))
     with torch.no_grad():
@@ -43,7 +66,7 @@ def assert_parity(model_dir: Path, vocab: int, prompt_len: int = 24, steps: int 
     steps_plan = [[Chunk(a, 0, half), Chunk(b, 0, prompt_len)], [Chunk(a, half, half)]]
     steps_plan += [[Chunk(a, p, 1), Chunk(b, p, 1)] for p in range(prompt_len, prompt_len + steps)]
     for plan in steps_plan:
-        logits = runner.forward.logits(runner.hidden_states(plan))
+        logits = runner.model.logits(runner.hidden_states(plan))
         row = 0
         for chunk in plan:
             expected = reference[0 if chunk.request is a else 1]
@@ -71,13 +94,13 @@ def test_forward_matches_transformers_on_a_distilgpt2_shaped_model(tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path):
-    with Engine(tiny_model, EngineConfig(kv_slots=8, max_batch_size=8)) as running:
+    with Engine(tiny_model, EngineSettings(kv_slots=8, max_batch_size=8)) as running:
         yield running
 
 
 def test_greedy_generation_matches_transformers_generate(engine: Engine, tiny_model: Path):
     prompt = "the cat sat"
-    out = engine.generate_text(prompt, GREEDY)
+    out = generate_text(engine, prompt, GREEDY)
     ids = torch.tensor([engine.encode(prompt)])
     expected = hf_model(tiny_model).generate(
         ids, max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None
@@ -88,7 +111,8 @@ def test_greedy_generation_matches_transformers_generate(engine: Engine, tiny_mo
 
 async def _concurrently(engine: Engine, prompts: list[str], params: list[SamplingParams]):
     async def one(prompt: str, p: SamplingParams) -> list[int]:
-        return [t async for e in engine.generate(prompt, p) for t in e.token_ids]
+        events = engine.events(engine.request(prompt, Kind.GENERATE, p))
+        return [t async for e in events for t in e.token_ids]
 
     return await asyncio.gather(*(one(x, p) for x, p in zip(prompts, params, strict=True)))
 
@@ -103,17 +127,17 @@ def test_concurrent_requests_give_the_tokens_they_give_alone(engine: Engine, sam
         for i in range(6)
     ]
     together = asyncio.run(_concurrently(engine, prompts, params))
-    alone = [engine.generate_text(x, p).token_ids for x, p in zip(prompts, params, strict=True)]
+    alone = [generate_text(engine, x, p).token_ids for x, p in zip(prompts, params, strict=True)]
     assert together == alone
 
 
 def test_penalties_and_min_new_tokens_are_applied(engine: Engine) -> None:
-    plain = engine.generate_text("hello", GREEDY).token_ids
-    penalized = engine.generate_text(
-        "hello", SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=5.0)
+    plain = generate_text(engine, "hello", GREEDY).token_ids
+    penalized = generate_text(
+        engine, "hello", SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=5.0)
     ).token_ids
     assert len(set(penalized)) > len(set(plain))
-    eos_first = engine.generate_text("hello", SamplingParams(max_new_tokens=5, min_new_tokens=5))
+    eos_first = generate_text(engine, "hello", SamplingParams(max_new_tokens=5, min_new_tokens=5))
     assert len(eos_first.token_ids) == 5 and 0 not in eos_first.token_ids[:4]
 
 
@@ -125,19 +149,19 @@ def test_extreme_sampling_values_never_fail_the_request(engine: Engine) -> None:
         SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=5.0, top_p=5e-324, seed=1),
         SamplingParams(max_new_tokens=6, min_new_tokens=6, seed=-5193975434741508977138335744),
     ):
-        out = engine.generate_text("hello", params)
+        out = generate_text(engine, "hello", params)
         assert out.finish_reason is FinishReason.LENGTH and len(out.token_ids) == 6, params
 
 
 def test_stop_strings_match_across_token_boundaries(engine: Engine) -> None:
-    out = engine.generate_text("the mat", GREEDY)
+    out = generate_text(engine, "the mat", GREEDY)
     pieces = [engine.tokenizer.decode([t]) for t in out.token_ids]
     # A stop string made of the end of one token and the start of the next.
     cut = next(i for i in range(1, len(pieces)) if len(pieces[i - 1]) > 1 and pieces[i])
     before = "".join(pieces[: cut - 1]) + pieces[cut - 1][:-1]
     stop = pieces[cut - 1][-1] + pieces[cut][0]
     assert stop not in before
-    stopped = engine.generate_text("the mat", SamplingParams(**{**vars(GREEDY), "stop": (stop,)}))
+    stopped = generate_text(engine, "the mat", SamplingParams(**{**vars(GREEDY), "stop": (stop,)}))
     assert stopped.finish_reason is FinishReason.STOP
     assert stopped.text == before
 
@@ -161,7 +185,7 @@ def test_streaming_never_emits_half_a_character(tiny_model: Path) -> None:
 def test_abort_frees_the_slot(engine: Engine) -> None:
     async def abandon() -> None:
         params = SamplingParams(max_new_tokens=100, temperature=0, ignore_eos=True)
-        async for _ in engine.generate("the cat", params):
+        async for _ in engine.events(engine.request("the cat", Kind.GENERATE, params)):
             assert engine.snapshot().running == 1
             break
 
@@ -174,7 +198,7 @@ def test_abort_frees_the_slot(engine: Engine) -> None:
 
 
 def test_a_full_queue_raises_overloaded(tiny_model: Path) -> None:
-    stopped = Engine(tiny_model, EngineConfig(kv_slots=1, max_queue=2))  # never started
+    stopped = Engine(tiny_model, EngineSettings(kv_slots=1, max_queue=2))  # never started
     for _ in range(3):
         stopped.submit(stopped.request("hello"))
     with pytest.raises(Overloaded):
@@ -190,7 +214,7 @@ def test_deadlines_end_requests_with_timeout(engine: Engine) -> None:
 
 def test_score_matches_transformers(engine: Engine, tiny_model: Path) -> None:
     prompt, continuation = "the cat", " sat on the mat"
-    scores = engine.score(prompt, continuation)
+    scores = score(engine, prompt, continuation)
     context, target = engine.encode(prompt), engine.encode(continuation)
     ids = torch.tensor([context + target])
     with torch.no_grad():
@@ -203,19 +227,20 @@ def test_embed_matches_transformers_hidden_states(engine: Engine, tiny_model: Pa
     ids = torch.tensor([engine.encode("hello world, the cat sat")])
     with torch.no_grad():
         hidden = hf_model(tiny_model)(ids, output_hidden_states=True).hidden_states[-1][0]
-    assert engine.embed("hello world, the cat sat") == pytest.approx(
+    assert embed(engine, "hello world, the cat sat") == pytest.approx(
         hidden.mean(0).tolist(), abs=1e-4
     )
-    assert engine.embed("hello world, the cat sat", pooling="last") == pytest.approx(
+    assert embed(engine, "hello world, the cat sat", pooling="last") == pytest.approx(
         hidden[-1].tolist(), abs=1e-4
     )
 
 
 def test_chunked_prefill_keeps_score_and_embed_exact(tiny_model: Path, engine: Engine) -> None:
-    with Engine(tiny_model, EngineConfig(max_batch_tokens=5)) as small_steps:
+    with Engine(tiny_model, EngineSettings(max_batch_tokens=5)) as small_steps:
         text = "hello world, the cat sat on the mat"
-        assert small_steps.embed(text) == pytest.approx(engine.embed(text), abs=1e-5)
-        assert small_steps.score("the", text) == pytest.approx(engine.score("the", text), abs=1e-5)
+        assert embed(small_steps, text) == pytest.approx(embed(engine, text), abs=1e-5)
+        expected = score(engine, "the", text)
+        assert score(small_steps, "the", text) == pytest.approx(expected, abs=1e-5)
 
 
 def test_bad_requests_are_refused_with_the_reason(engine: Engine) -> None:
@@ -227,21 +252,29 @@ def test_bad_requests_are_refused_with_the_reason(engine: Engine) -> None:
         engine.submit(Request([], Kind.GENERATE))
 
 
+def test_bad_settings_are_refused_before_loading(tiny_model: Path) -> None:
+    settings = EngineSettings(kv_slots=0, max_queue=-1, dtype="float64")
+    with pytest.raises(
+        ConfigError, match=r"dtype: 'float64' is not one of.*kv_slots: 0.*max_queue"
+    ):
+        Engine(tiny_model, settings)
+
+
 def test_nan_logits_fail_only_that_request(tmp_path: Path) -> None:
     model_dir = build_model_dir(tmp_path / "broken")
     weights = load_file(model_dir / "model.safetensors")
     weights["transformer.ln_f.bias"][0] = float("nan")
     save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
     with Engine(model_dir) as broken:
-        out = broken.generate_text("hello", GREEDY)
+        out = generate_text(broken, "hello", GREEDY)
         assert out.finish_reason is FinishReason.ERROR and "NaN" in out.error
         assert broken.alive
 
 
 def test_int8_generation_stays_close(tiny_model: Path, engine: Engine) -> None:
-    with Engine(tiny_model, EngineConfig(quantize="int8")) as int8:
-        fp32 = engine.score("the", " cat sat on the mat")
-        quantized = int8.score("the", " cat sat on the mat")
+    with Engine(tiny_model, EngineSettings(quantize="int8")) as int8:
+        fp32 = score(engine, "the", " cat sat on the mat")
+        quantized = score(int8, "the", " cat sat on the mat")
     assert quantized != fp32
     assert sum(quantized) == pytest.approx(sum(fp32), rel=0.05)
 
@@ -289,7 +322,7 @@ def test_an_engine_whose_every_step_fails_is_marked_dead(tiny_model: Path) -> No
 
         engine.runner.step = step
         for _ in range(3):
-            assert engine.generate_text("the", GREEDY).finish_reason is FinishReason.ERROR
+            assert generate_text(engine, "the", GREEDY).finish_reason is FinishReason.ERROR
         for _ in range(100):
             if not engine.alive:
                 break

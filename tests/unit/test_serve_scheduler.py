@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from lmforge.errors import EngineError
+from lmforge.config import build_config
+from lmforge.config.serve import EngineSettings
+from lmforge.errors import ConfigError, EngineError
+from lmforge.serve.kv_cache import SlotTable
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
-from lmforge.serve.scheduler import Overloaded, Scheduler, SchedulerConfig
+from lmforge.serve.scheduler import Overloaded, Scheduler
+
+EOS = 0
+
+
+def scheduler_of(max_seq_len: int = 1024, **settings: int) -> Scheduler:
+    config = EngineSettings(**settings)
+    return Scheduler(config, SlotTable(config.kv_slots), max_seq_len, eos_id=EOS)
 
 
 def request(n_prompt: int, **kw) -> Request:
@@ -16,14 +26,13 @@ def request(n_prompt: int, **kw) -> Request:
 def run(scheduler: Scheduler, plan, token: int = 7) -> None:
     """Stand in for the runner: mark the chunks computed and give generate requests a token."""
     for chunk in plan.chunks:
-        chunk.request.num_computed += chunk.length
-        done = chunk.request.in_prefill or chunk.request.kind is not Kind.GENERATE
-        if not done and (reason := scheduler.on_token(chunk.request, token)):
-            scheduler.finish(chunk.request, reason)
+        scheduler.on_computed(chunk)
+        if not chunk.request.finished and not chunk.request.in_prefill:
+            scheduler.on_token(chunk.request, token)
 
 
 def test_admission_is_limited_by_free_slots_and_first_come_first_served() -> None:
-    scheduler = Scheduler(SchedulerConfig(kv_slots=2, max_batch_size=8, max_batch_tokens=100))
+    scheduler = scheduler_of(kv_slots=2, max_batch_size=8, max_batch_tokens=100)
     requests = [request(3) for _ in range(3)]
     for r in requests:
         scheduler.add(r)
@@ -39,7 +48,7 @@ def test_admission_is_limited_by_free_slots_and_first_come_first_served() -> Non
 
 
 def test_max_batch_size_caps_running_requests() -> None:
-    scheduler = Scheduler(SchedulerConfig(kv_slots=8, max_batch_size=3, max_batch_tokens=100))
+    scheduler = scheduler_of(kv_slots=8, max_batch_size=3, max_batch_tokens=100)
     for _ in range(5):
         scheduler.add(request(2))
     assert len(scheduler.schedule().chunks) == 3
@@ -47,7 +56,7 @@ def test_max_batch_size_caps_running_requests() -> None:
 
 
 def test_decodes_come_before_prefill_and_long_prompts_are_chunked() -> None:
-    scheduler = Scheduler(SchedulerConfig(kv_slots=4, max_batch_size=4, max_batch_tokens=10))
+    scheduler = scheduler_of(kv_slots=4, max_batch_size=4, max_batch_tokens=10)
     short = request(4)
     scheduler.add(short)
     run(scheduler, scheduler.schedule())
@@ -66,7 +75,7 @@ def test_decodes_come_before_prefill_and_long_prompts_are_chunked() -> None:
 
 
 def test_a_full_queue_raises_overloaded_at_once() -> None:
-    scheduler = Scheduler(SchedulerConfig(kv_slots=1, max_queue=2))
+    scheduler = scheduler_of(kv_slots=1, max_queue=2)
     for _ in range(3):  # one for the free slot, two queued
         scheduler.add(request(2))
     with pytest.raises(Overloaded, match="queue is full"):
@@ -74,7 +83,7 @@ def test_a_full_queue_raises_overloaded_at_once() -> None:
 
 
 def test_abort_frees_the_slot_at_the_next_step() -> None:
-    scheduler = Scheduler(SchedulerConfig(kv_slots=1))
+    scheduler = scheduler_of(kv_slots=1)
     first, second = request(2), request(2)
     scheduler.add(first)
     scheduler.add(second)
@@ -86,7 +95,7 @@ def test_abort_frees_the_slot_at_the_next_step() -> None:
 
 
 def test_deadlines_time_out_queued_and_running_requests() -> None:
-    scheduler = Scheduler(SchedulerConfig(kv_slots=1))
+    scheduler = scheduler_of(kv_slots=1)
     running, queued = request(2, deadline=10.0), request(2, deadline=5.0)
     scheduler.add(running)
     scheduler.add(queued)
@@ -97,7 +106,7 @@ def test_deadlines_time_out_queued_and_running_requests() -> None:
 
 
 def test_sequences_reaching_the_context_finish_with_length() -> None:
-    scheduler = Scheduler(SchedulerConfig(max_seq_len=8))
+    scheduler = scheduler_of(max_seq_len=8)
     r = request(5, params=SamplingParams(max_new_tokens=100))
     scheduler.add(r)
     for _ in range(10):
@@ -106,7 +115,7 @@ def test_sequences_reaching_the_context_finish_with_length() -> None:
 
 
 def test_max_new_tokens_finishes_with_length() -> None:
-    scheduler = Scheduler(SchedulerConfig())
+    scheduler = scheduler_of()
     r = request(3, params=SamplingParams(max_new_tokens=4))
     scheduler.add(r)
     while not r.finished:
@@ -115,17 +124,72 @@ def test_max_new_tokens_finishes_with_length() -> None:
 
 
 def test_prompts_longer_than_the_context_are_refused() -> None:
-    scheduler = Scheduler(SchedulerConfig(max_seq_len=8))
+    scheduler = scheduler_of(max_seq_len=8)
     with pytest.raises(EngineError, match="8 tokens; the context holds 8"):
         scheduler.add(request(8))
     scheduler.add(request(8, kind=Kind.SCORE))
 
 
-def test_bad_config_names_every_problem() -> None:
-    with pytest.raises(EngineError, match=r"kv_slots=0.*max_queue=-1"):
-        Scheduler(SchedulerConfig(kv_slots=0, max_queue=-1))
+def test_bad_settings_name_every_problem() -> None:
+    with pytest.raises(ConfigError, match=r"kv_slots: 0 must be at least 1.*max_queue: -1"):
+        build_config(EngineSettings, {"kv_slots": 0, "max_queue": -1})
 
 
 def test_sampling_params_name_bad_values() -> None:
     problems = SamplingParams(temperature=-1, top_p=0, stop=("",)).problems()
     assert [p.split("=")[0] for p in problems] == ["temperature", "top_p", "stop"]
+
+
+class Stops:
+    """Stands in for the detokenizer: the text reaches a stop string at `at` output tokens."""
+
+    def __init__(self, at: int | None = None) -> None:
+        self.at = at
+        self.finals: list[bool] = []
+
+    def reached(self, output_ids: list[int], final: bool) -> bool:
+        self.finals.append(final)
+        return len(output_ids) == self.at
+
+
+def running(scheduler: Scheduler, **params) -> Request:
+    r = request(3, params=SamplingParams(**params))
+    scheduler.add(r)
+    run(scheduler, scheduler.schedule())  # the prefill samples the first token (7)
+    return r
+
+
+def test_end_of_text_finishes_with_stop_once_min_new_tokens_are_out() -> None:
+    scheduler = scheduler_of()
+    eager = running(scheduler, max_new_tokens=10)
+    assert scheduler.on_token(eager, EOS) is FinishReason.STOP and eager.finished
+    patient = running(scheduler, max_new_tokens=10, min_new_tokens=3)
+    # End-of-text as the second and third token is too early; as the fourth it ends.
+    assert [scheduler.on_token(patient, EOS) for _ in range(2)] == [None, None]
+    assert scheduler.on_token(patient, EOS) is FinishReason.STOP
+    ignoring = running(scheduler, max_new_tokens=3, ignore_eos=True)
+    assert scheduler.on_token(ignoring, EOS) is None
+    assert scheduler.on_token(ignoring, EOS) is FinishReason.LENGTH
+
+
+def test_stop_strings_finish_with_stop_even_on_the_last_token() -> None:
+    scheduler = scheduler_of()
+    r = running(scheduler, max_new_tokens=3)
+    stops = Stops(at=3)
+    assert scheduler.on_token(r, 7, stops) is None
+    assert scheduler.on_token(r, 7, stops) is FinishReason.STOP  # not LENGTH
+    # The text of the last token is read as final (an unfinished character is text then).
+    assert stops.finals == [False, True] and scheduler.slots_used == 0
+
+
+def test_score_and_embed_requests_finish_once_their_prompt_is_computed() -> None:
+    scheduler = scheduler_of(max_batch_tokens=4)
+    scored, embedded = request(6, kind=Kind.SCORE), request(2, kind=Kind.EMBED)
+    scheduler.add(scored)
+    scheduler.add(embedded)
+    plan = scheduler.schedule()
+    assert [scheduler.on_computed(c) for c in plan.chunks] == [None]  # 4 of 6 tokens
+    plan = scheduler.schedule()
+    reasons = [scheduler.on_computed(c) for c in plan.chunks]
+    assert reasons == [FinishReason.STOP, FinishReason.STOP]
+    assert scored.finished and embedded.finished and scheduler.slots_used == 0

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from lmforge.config import option
+from lmforge.config import bound_problem, option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
-class ServeConfig:
-    """Options of `lmforge serve`."""
+class EngineSettings:
+    """The serving engine's options: where and how the model runs (the runner's part) and the
+    budgets each step is planned under (the scheduler's part). `lmforge serve` takes them as
+    flags; `Engine` takes them as they are."""
+
+    device: str = option("auto", "cpu, cuda or auto (CUDA when present).")
+    dtype: str = option("float32", "Weights dtype.", choices=("float32", "bfloat16", "float16"))
+    quantize: str = option("none", "int8: int8 linear layers on CPU.", choices=("none", "int8"))
+    threads: int = option(0, "Intra-op threads (0 = every core this process may use).", ge=0)
+    kv_slots: int = option(32, "Sequences that can run at once (KV cache slots).", ge=1)
+    max_batch_size: int = option(
+        0, "Sequences running in one step (0 = as many as --kv-slots).", ge=0
+    )
+    max_batch_tokens: int = option(2048, "Tokens per engine step (prefill chunks + decodes).", ge=1)
+    max_queue: int = option(64, "Waiting requests before new ones get 429 overloaded.", ge=0)
+    max_seq_len: int = option(
+        0, "Context per sequence in tokens (0 = the model's; less shrinks the KV cache).", ge=0
+    )
+
+    def declared_problems(self) -> list[str]:
+        """The declared choices and bounds these settings break: `build_config` checks them on
+        the way in from YAML and flags; this is for settings built in code."""
+        out = []
+        for f in dataclasses.fields(EngineSettings):
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value not in choices:
+                out.append(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+            if problem := bound_problem(f.name, value, f):
+                out.append(problem)
+        return out
+
+
+@dataclass
+class ServeConfig(EngineSettings):
+    """Options of `lmforge serve`: the engine's, then the HTTP server's."""
 
     model: str = option("", "Model dir or registry reference (models:/NAME@ALIAS).")
     host: str = option("127.0.0.1", "Address to listen on (other than loopback needs API keys).")
-    port: int = option(8000, "Port to listen on.")
+    port: int = option(8000, "Port to listen on.", ge=1, le=65535)
     api_keys_file: str = option(
         "", "File with one API key per line (also: LMFORGE_API_KEYS, comma-separated)."
     )
@@ -24,45 +58,26 @@ class ServeConfig:
     )
     metrics_public: bool = option(True, "Serve /metrics without an API key.")
     cors_origins: list[str] = option([], "Origins allowed by CORS (off when empty).")
-    device: str = option("auto", "cpu, cuda or auto (CUDA when present).")
-    dtype: str = option("float32", "Weights dtype.", choices=("float32", "bfloat16", "float16"))
-    quantize: str = option("none", "int8: int8 linear layers on CPU.", choices=("none", "int8"))
-    threads: int = option(0, "Intra-op threads (0 = every core this process may use).")
-    kv_slots: int = option(32, "Sequences that can run at once (KV cache slots).")
-    max_batch_tokens: int = option(2048, "Tokens per engine step (prefill chunks + decodes).")
-    max_queue: int = option(64, "Waiting requests before new ones get 429 overloaded.")
-    max_new_tokens: int = option(512, "Cap on max_new_tokens / max_tokens per request.")
-    max_body_bytes: int = option(1_000_000, "Largest request body (413 above it).")
-    request_timeout: float = option(120.0, "Seconds a request may take (504 after).")
-    drain_seconds: float = option(30.0, "On SIGTERM: seconds accepted requests get to finish.")
-    rate_requests: float = option(0.0, "Requests per minute per API key (0 = unlimited).")
+    max_new_tokens: int = option(512, "Cap on max_new_tokens / max_tokens per request.", ge=1)
+    max_body_bytes: int = option(1_000_000, "Largest request body (413 above it).", ge=1)
+    request_timeout: float = option(120.0, "Seconds a request may take (504 after).", gt=0)
+    drain_seconds: float = option(
+        30.0, "On SIGTERM: seconds accepted requests get to finish.", gt=0
+    )
+    rate_requests: float = option(0.0, "Requests per minute per API key (0 = unlimited).", ge=0)
     rate_tokens: float = option(
-        0.0, "Tokens (prompt + max new) per minute per API key (0 = unlimited)."
+        0.0, "Tokens (prompt + max new) per minute per API key (0 = unlimited).", ge=0
     )
     watch_alias: float = option(
-        0.0, "Poll the registry alias every this many seconds and swap in new versions (0 = off)."
+        0.0,
+        "Poll the registry alias every this many seconds and swap in new versions (0 = off).",
+        ge=0,
     )
     model_name: str = option("", "Name shown in /v1/models (default: the registry name or dir).")
     access_log: bool = option(True, "One JSON access-log line per request.")
 
     def problems(self) -> list[str]:
-        out = []
-        if not self.model:
-            out.append("model: MODEL is required")
-        if not 0 < self.port < 65536:
-            out.append(f"port: {self.port} is not a TCP port")
-        positive = ("kv_slots", "max_batch_tokens", "max_new_tokens", "max_body_bytes")
-        out += [
-            f"{n}: {getattr(self, n)} must be at least 1" for n in positive if getattr(self, n) < 1
-        ]
-        non_negative = ("max_queue", "threads", "rate_requests", "rate_tokens", "watch_alias")
-        out += [
-            f"{n}: {getattr(self, n)} is negative" for n in non_negative if getattr(self, n) < 0
-        ]
-        for name in ("request_timeout", "drain_seconds"):
-            if getattr(self, name) <= 0:
-                out.append(f"{name}: {getattr(self, name)} must be positive")
-        return out
+        return [] if self.model else ["model: MODEL is required"]
 
 
 @dataclass
@@ -72,12 +87,14 @@ class BenchConfig:
     url: str = option("", "Base URL of the server (ours or any OpenAI-compatible one).")
     route: str = option("completions", "Which API to drive.", choices=("completions", "generate"))
     model: str = option("", "Model name for OpenAI-compatible servers (default: the first listed).")
-    requests: int = option(64, "Requests per concurrency level (after warm-up).")
+    requests: int = option(64, "Requests per concurrency level (after warm-up).", ge=1)
     concurrency: list[int] = option([8], "Concurrency levels to sweep (e.g. 1,8,32).")
-    rate: float = option(0.0, "Poisson arrival rate in requests/s instead of fixed concurrency.")
-    prompt_tokens: int = option(32, "Length of random prompts, in tokens (approximately).")
+    rate: float = option(
+        0.0, "Poisson arrival rate in requests/s instead of fixed concurrency.", ge=0
+    )
+    prompt_tokens: int = option(32, "Length of random prompts, in tokens (approximately).", ge=1)
     prompts_file: str = option("", "Prompts to use instead, one per line.")
-    max_new_tokens: int = option(64, "Tokens to generate per request.")
+    max_new_tokens: int = option(64, "Tokens to generate per request.", ge=1)
     ignore_eos: bool = option(True, "Ask the server to ignore end-of-text (exact lengths).")
     warmup: int = option(4, "Warm-up requests before measuring.")
     api_key: str = option("", "API key (also: LMFORGE_API_KEY).")
@@ -89,15 +106,9 @@ class BenchConfig:
         out = []
         if not self.url.startswith(("http://", "https://")):
             out.append(f"url: {self.url!r} is not an http(s) URL")
-        if self.requests < 1:
-            out.append(f"requests: {self.requests} must be at least 1")
+        # A list: its bound is not a single number that `option` could declare.
         if not self.concurrency or min(self.concurrency) < 1:
             out.append(f"concurrency: {self.concurrency} needs levels of at least 1")
-        if self.rate < 0:
-            out.append(f"rate: {self.rate} is negative")
-        for name in ("prompt_tokens", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                out.append(f"{name}: {getattr(self, name)} must be at least 1")
         return out
 
 
@@ -106,24 +117,18 @@ class MonitorConfig:
     """Options of `lmforge monitor`."""
 
     url: str = option("", "Base URL of the server to watch.")
-    interval: float = option(10.0, "Seconds between polls.")
-    timeout: float = option(5.0, "Seconds before a poll counts as failed.")
-    failures: int = option(3, "Consecutive failures that raise the alarm (exit code 2).")
+    interval: float = option(10.0, "Seconds between polls.", gt=0)
+    timeout: float = option(5.0, "Seconds before a poll counts as failed.", gt=0)
+    failures: int = option(3, "Consecutive failures that raise the alarm (exit code 2).", ge=1)
     probe_slo: float = option(
-        0.0, "Also run a tiny generate and fail it when slower than this many seconds (0 = off)."
+        0.0,
+        "Also run a tiny generate and fail it when slower than this many seconds (0 = off).",
+        ge=0,
     )
     api_key: str = option("", "API key for the latency probe (also: LMFORGE_API_KEY).")
-    count: int = option(0, "Stop after this many polls (0 = run until the alarm or Ctrl-C).")
+    count: int = option(0, "Stop after this many polls (0 = run until the alarm or Ctrl-C).", ge=0)
 
     def problems(self) -> list[str]:
-        out = []
         if not self.url.startswith(("http://", "https://")):
-            out.append(f"url: {self.url!r} is not an http(s) URL")
-        for name in ("interval", "timeout"):
-            if getattr(self, name) <= 0:
-                out.append(f"{name}: {getattr(self, name)} must be positive")
-        if self.failures < 1:
-            out.append(f"failures: {self.failures} must be at least 1")
-        if self.probe_slo < 0 or self.count < 0:
-            out.append("probe_slo and count must not be negative")
-        return out
+            return [f"url: {self.url!r} is not an http(s) URL"]
+        return []

@@ -1,6 +1,7 @@
 """The engine: one background thread owns the model and loops schedule → run → update,
-pushing events to each request's stream. Callers use `async for event in engine.generate(...)`
-or the blocking `engine.run(...)`; cancelling the caller aborts the request."""
+pushing events to each request's stream. Callers build a request with `request(...)`, then
+follow it with `events` (async), `complete` (async, one merged event) or the blocking `run`;
+leaving early or being cancelled aborts the request."""
 
 from __future__ import annotations
 
@@ -11,38 +12,23 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import EngineError
-from lmforge.serve.request import (
-    FinishReason,
-    InvalidRequest,
-    Kind,
-    Request,
-    SamplingParams,
-)
-from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler, SchedulerConfig
-from lmforge.serve.stream import Event, Stream, deliver
+from lmforge.config.serve import EngineSettings
+from lmforge.errors import ConfigError, EngineError
+from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams, check_runnable
+from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler
+from lmforge.serve.stream import Event, Stream, deliver, final_event, follow, merge, wait
 from lmforge.serve.text import Detokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from lmforge.serve.runner import ChunkOutput, Runner
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "EngineConfig", "Overloaded"]
+__all__ = ["Engine", "Overloaded", "Stats"]
 # An exception in this many consecutive steps means the model itself is broken.
 MAX_FAILED_STEPS = 3
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    device: str = "auto"
-    dtype: str = "float32"
-    quantize: str = "none"
-    threads: int = 0
-    kv_slots: int = 32
-    max_batch_size: int = 32
-    max_batch_tokens: int = 2048
-    max_queue: int = 256
-    max_seq_len: int = 0
 
 
 @dataclass
@@ -59,25 +45,40 @@ class Stats:
     failed_steps: int = 0
 
 
+@dataclass
+class Tracked:
+    """The engine's record of a request it holds: where its events go, and its text."""
+
+    stream: Stream
+    detokenizer: Detokenizer
+    new_text: str = ""  # text the latest token added
+
+    def reached(self, output_ids: list[int], final: bool) -> bool:
+        self.new_text, hit = self.detokenizer.add(output_ids, final)
+        if final or hit:  # the request ends here: what was held back is its last text
+            self.new_text += self.detokenizer.flush()
+        return hit
+
+
 class Engine:
     """Loads the model on its own thread, which then runs the loop once `start()` is called.
     The thread that runs the steps must be the one that built the model: PyTorch's CPU
     kernels measured about 35% slower when weights were prepared on another thread."""
 
-    def __init__(self, model_dir: Path | str, config: EngineConfig | None = None) -> None:
-        config = config or EngineConfig()
+    def __init__(self, model_dir: Path | str, config: EngineSettings | None = None) -> None:
         self.model_dir = Path(model_dir)
-        self.config = config
+        self.settings = config or EngineSettings()
+        if problems := self.settings.declared_problems():
+            raise ConfigError("bad engine settings: " + "; ".join(problems))
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.stats = Stats(slots_total=config.kv_slots)
+        self.stats = Stats(slots_total=self.settings.kv_slots)
         self.dead: str | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
         self._consecutive_failures = 0
+        self._tracked: dict[str, Tracked] = {}  # by request id, from submit to the last event
         self._outbox: list[tuple[Stream, Event]] = []  # events of this step, sent after it
-        # Called on the engine thread after every step with (step seconds, batch size).
-        self.step_observers: list[Any] = []
         self._loaded = threading.Event()
         self._go = threading.Event()
         self._load_error: BaseException | None = None
@@ -88,32 +89,13 @@ class Engine:
             raise self._load_error
         self.eos_id = self.runner.eos_id
         self.max_seq_len = self.runner.max_seq_len
-        self.scheduler = Scheduler(
-            SchedulerConfig(
-                config.kv_slots,
-                config.max_batch_size,
-                config.max_batch_tokens,
-                config.max_queue,
-                self.max_seq_len,
-            )
-        )
+        self.scheduler = Scheduler(self.settings, self.runner.cache, self.max_seq_len, self.eos_id)
 
     def _main(self) -> None:
-        from lmforge.serve.runner import Runner, RunnerConfig
+        from lmforge.serve.runner import Runner
 
-        config = self.config
         try:
-            self.runner = Runner(
-                self.model_dir,
-                RunnerConfig(
-                    config.device,
-                    config.dtype,
-                    config.quantize,
-                    config.kv_slots,
-                    config.max_seq_len,
-                    config.threads,
-                ),
-            )
+            self.runner: Runner = Runner(self.model_dir, self.settings)
         except BaseException as exc:
             self._load_error = exc
             return
@@ -156,38 +138,10 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.shutdown(drain_seconds=0)
 
-    # submitting ----------------------------------------------------------------------------
+    # the entry surface ---------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text).ids
-
-    def submit(self, request: Request, loop: asyncio.AbstractEventLoop | None = None) -> Stream:
-        """Queue a request; raises `Overloaded` at once when the queue is full and
-        `EngineError` for a request the engine cannot run."""
-        if self.dead:
-            raise EngineError(f"the engine is dead: {self.dead}")
-        if self._stopping:
-            raise EngineError("the engine is shutting down")
-        if request.kind is Kind.GENERATE and (problems := request.params.problems()):
-            raise InvalidRequest("bad sampling parameters: " + "; ".join(problems))
-        if not request.prompt_ids:
-            raise InvalidRequest("the prompt is empty; give at least one token")
-        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= self.runner.vocab_size:
-            raise InvalidRequest(f"token ids must be in [0, {self.runner.vocab_size})")
-        if request.kind is Kind.SCORE and not 0 < request.score_from < len(request.prompt_ids):
-            raise InvalidRequest("a score request needs a non-empty text after its prompt")
-        stream = Stream(loop)
-        request.sink = (stream, Detokenizer(self.tokenizer, request.params.stop))
-        with self._lock:
-            self.scheduler.add(request)
-            self._wake.notify()
-        return stream
-
-    def abort(self, request: Request) -> None:
-        """Abort a queued or running request; its slot is freed at the next step."""
-        with self._lock:
-            request.aborted = True
-            self._wake.notify()
+        return list(self.tokenizer.encode(text).ids)
 
     def request(
         self,
@@ -197,6 +151,8 @@ class Engine:
         timeout: float | None = None,
         **fields: Any,
     ) -> Request:
+        """A request for `prompt` (text or token ids); `fields` are Request fields such as
+        `score_from` and `pooling`."""
         ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
         if prompt == "" and kind is Kind.GENERATE and self.eos_id is not None:
             # An empty prompt starts a new document, as GPT-2 generates unconditionally.
@@ -204,69 +160,47 @@ class Engine:
         deadline = time.monotonic() + timeout if timeout else None
         return Request(ids, kind, params or SamplingParams(), deadline=deadline, **fields)
 
+    def submit(self, request: Request, loop: asyncio.AbstractEventLoop | None = None) -> Stream:
+        """Queue a request; raises `Overloaded` at once when the queue is full and
+        `EngineError` for a request the engine cannot run."""
+        if self.dead:
+            raise EngineError(f"the engine is dead: {self.dead}")
+        if self._stopping:
+            raise EngineError("the engine is shutting down")
+        check_runnable(request, self.runner.vocab_size)
+        stream = Stream(loop)
+        with self._lock:
+            self.scheduler.add(request)
+            self._tracked[request.request_id] = Tracked(
+                stream, Detokenizer(self.tokenizer, request.params.stop)
+            )
+            self._wake.notify()
+        return stream
+
+    def abort(self, request: Request) -> None:
+        """Abort a queued or running request; its slot is freed at the next step."""
+        with self._lock:
+            request.aborted = True
+            self._wake.notify()
+
     def events(self, request: Request) -> AsyncIterator[Event]:
         """Submit now (so `Overloaded` and bad requests raise here, before any response has
         started) and return the request's events; leaving early or being cancelled aborts it."""
         stream = self.submit(request, asyncio.get_running_loop())
-        return self._follow(request, stream)
+        return follow(stream, lambda: self._abandon(request))
 
-    async def _follow(self, request: Request, stream: Stream) -> AsyncIterator[Event]:
-        try:
-            while True:
-                event = await stream.next_async()
-                yield event
-                if event.finished:
-                    return
-        finally:
-            if not request.finished:
-                self.abort(request)
-
-    async def generate(
-        self, prompt: str | list[int], params: SamplingParams | None = None, **kw: Any
-    ) -> AsyncIterator[Event]:
-        async for event in self.events(self.request(prompt, Kind.GENERATE, params, **kw)):
-            yield event
+    async def complete(self, request: Request) -> Event:
+        """Async: submit and wait; one event with the whole text and token ids."""
+        return await merge(request.request_id, self.events(request))
 
     def run(self, request: Request) -> Event:
         """Blocking: submit and wait; one event with the whole text and token ids."""
         stream = self.submit(request)
-        merged = Event(request.request_id)
-        try:
-            while not merged.finished:
-                merged.absorb(stream.next_blocking())
-            return merged
-        finally:
-            if not request.finished:
-                self.abort(request)
+        return wait(request.request_id, stream, lambda: self._abandon(request))
 
-    async def complete(self, request: Request) -> Event:
-        """Async: submit and wait; one event with the whole text and token ids."""
-        merged = Event(request.request_id)
-        async for event in self.events(request):
-            merged.absorb(event)
-        return merged
-
-    def generate_text(self, prompt: str, params: SamplingParams | None = None, **kw: Any) -> Event:
-        return self.run(self.request(prompt, Kind.GENERATE, params, **kw))
-
-    def score(self, prompt: str, continuation: str, **kw: Any) -> list[float]:
-        """Log-probabilities of each token of `continuation` after `prompt`."""
-        context = self.encode(prompt) if prompt else [self.eos_id or 0]
-        ids = context + self.encode(continuation)
-        event = self.run(self.request(ids, Kind.SCORE, score_from=len(context), **kw))
-        return self._result(event).scores or []
-
-    def embed(self, text: str, pooling: str = "mean", **kw: Any) -> list[float]:
-        event = self.run(self.request(text, Kind.EMBED, pooling=pooling, **kw))
-        return self._result(event).embedding or []
-
-    @staticmethod
-    def _result(event: Event) -> Event:
-        if event.finish_reason is not FinishReason.STOP:
-            raise EngineError(
-                f"the request ended with {event.finish_reason.value}: {event.error or ''}"
-            )
-        return event
+    def _abandon(self, request: Request) -> None:
+        if not request.finished:
+            self.abort(request)
 
     def snapshot(self) -> Stats:
         with self._lock:
@@ -298,8 +232,9 @@ class Engine:
 
     def _step(self, chunks: list[Chunk]) -> None:
         started = time.perf_counter()
+        outputs: list[ChunkOutput | None]
         try:
-            outputs: list[Any] = self.runner.step(chunks)
+            outputs = list(self.runner.step(chunks))
             self._consecutive_failures = 0
         except Exception:
             log.exception(
@@ -318,14 +253,12 @@ class Engine:
                     self._emit_final(chunk.request)
                 else:
                     self._update(chunk, output, now)
-        for observer in self.step_observers:
-            observer(elapsed, len(chunks))
 
-    def _one_by_one(self, chunks: list[Chunk]) -> list[Any]:
+    def _one_by_one(self, chunks: list[Chunk]) -> list[ChunkOutput | None]:
         """After a failed step: each chunk alone (each writes only its own slot), so that only
         the requests that fail on their own are failed. None marks those. If every chunk fails
         again and again, the model itself is broken: the engine is marked dead."""
-        outputs: list[Any] = []
+        outputs: list[ChunkOutput | None] = []
         for chunk in chunks:
             try:
                 outputs.append(self.runner.step([chunk])[0])
@@ -341,66 +274,45 @@ class Engine:
             raise EngineError(f"{MAX_FAILED_STEPS} consecutive steps failed for every request")
         return outputs
 
-    def _update(self, chunk: Chunk, output: Any, now: float) -> None:
-        """Apply one chunk's output (the lock is held)."""
+    def _update(self, chunk: Chunk, output: ChunkOutput, now: float) -> None:
+        """Apply one chunk's output (the lock is held); the scheduler says when it is done."""
         request = chunk.request
         if request.finished:
             return
-        request.num_computed += chunk.length
         request.scores += output.scores
         if output.error:
             self.scheduler.finish(request, FinishReason.ERROR, output.error)
             return self._emit_final(request)
-        if request.in_prefill:
-            return
-        if request.kind is not Kind.GENERATE:
-            self.scheduler.finish(request, FinishReason.STOP)
+        if self.scheduler.on_computed(chunk) is not None:
             return self._emit_final(request, embedding=output.embedding)
+        token = output.token
+        if request.in_prefill or token is None:  # a generate chunk that ends its prompt has one
+            return
         if chunk.start < len(request.prompt_ids):
             self.stats.prompt_tokens += len(request.prompt_ids)
-        token = output.token
         if request.first_token_at is None:
             request.first_token_at = now
         self.stats.output_tokens += 1
-        reason = self.scheduler.on_token(request, token.token_id)
-        params = request.params
-        if (
-            token.token_id == self.eos_id
-            and not params.ignore_eos
-            and len(request.output_ids) > params.min_new_tokens
-        ):
-            reason = FinishReason.STOP
-        stream, detokenizer = request.sink
-        text, hit_stop = detokenizer.add(request.output_ids, final=reason is not None)
-        if hit_stop:
-            reason = FinishReason.STOP
-        if reason is not None:
-            text += detokenizer.flush()
-        event = Event(request.request_id, text=text, token_ids=[token.token_id])
+        tracked = self._tracked[request.request_id]
+        reason = self.scheduler.on_token(request, token.token_id, tracked)
+        event = Event(request.request_id, text=tracked.new_text, token_ids=[token.token_id])
         if token.logprob is not None:
             event.logprobs = [
                 {"token_id": token.token_id, "logprob": token.logprob, "top": token.top_logprobs}
             ]
         if reason is None:
-            return self._outbox.append((stream, event))
-        self.scheduler.finish(request, reason)
+            return self._outbox.append((tracked.stream, event))
         self._emit_final(request, event)
 
-    def _emit_final(self, request: Request, event: Event | None = None, **extra: Any) -> None:
-        """Send a finished request's last event and drop its runner state."""
-        event = event or Event(request.request_id, **extra)
-        event.finish_reason = request.finish_reason
-        event.error = request.error
-        event.prompt_tokens = len(request.prompt_ids)
-        event.output_tokens = len(request.output_ids)
-        if request.kind is Kind.SCORE:
-            event.scores = request.scores
-        if request.scheduled_at is not None:
-            event.queued_seconds = request.scheduled_at - request.arrival
-        if request.first_token_at is not None:
-            event.first_token_seconds = request.first_token_at - request.arrival
+    def _emit_final(
+        self, request: Request, event: Event | None = None, embedding: list[float] | None = None
+    ) -> None:
+        """Send a finished request's last event and drop the engine's and runner's state."""
+        tracked = self._tracked.pop(request.request_id, None)
         self.runner.release(request)
-        self._outbox.append((request.sink[0], event))
+        if tracked is not None:
+            event = event or Event(request.request_id, embedding=embedding)
+            self._outbox.append((tracked.stream, final_event(request, event)))
 
     def _flush(self) -> None:
         with self._lock:

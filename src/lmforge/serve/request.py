@@ -8,7 +8,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from lmforge.errors import EngineError
 
@@ -138,8 +137,6 @@ class Request:
     aborted: bool = False
     first_token_at: float | None = None
     scheduled_at: float | None = None
-    # Filled by whoever consumes results; opaque to the scheduler.
-    sink: Any = None
 
     @property
     def all_ids(self) -> list[int]:
@@ -155,9 +152,26 @@ class Request:
         return self.num_tokens - self.num_computed
 
     @property
+    def needs_more_tokens(self) -> bool:
+        """Fewer than min_new_tokens are out: end-of-text may not be sampled nor end it yet."""
+        return len(self.output_ids) < self.params.min_new_tokens
+
+    @property
     def in_prefill(self) -> bool:
         return self.num_computed < len(self.prompt_ids)
 
     @property
     def finished(self) -> bool:
         return self.status is Status.FINISHED
+
+
+def check_runnable(request: Request, vocab_size: int) -> None:
+    """Raise `InvalidRequest`, saying why, for a request the engine cannot run as given."""
+    if request.kind is Kind.GENERATE and (problems := request.params.problems()):
+        raise InvalidRequest("bad sampling parameters: " + "; ".join(problems))
+    if not request.prompt_ids:
+        raise InvalidRequest("the prompt is empty; give at least one token")
+    if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab_size:
+        raise InvalidRequest(f"token ids must be in [0, {vocab_size})")
+    if request.kind is Kind.SCORE and not 0 < request.score_from < len(request.prompt_ids):
+        raise InvalidRequest("a score request needs a non-empty text after its prompt")

@@ -1,16 +1,20 @@
-"""Which requests run in the next engine step. Pure Python: admission under free KV slots,
-`max_batch_size` and a per-step token budget; first come first served; running decodes are
-planned before any prefill so long prompts never starve them; a bounded waiting queue."""
+"""Which requests run in the next engine step, and when each one is finished. Pure Python:
+admission under free KV slots, `max_batch_size` and a per-step token budget; first come first
+served; running decodes are planned before any prefill so long prompts never starve them; a
+bounded waiting queue. Every finish (end-of-text, stop string, length, abort, deadline,
+error) is decided and recorded here, with its reason."""
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from lmforge.config.serve import EngineSettings
 from lmforge.errors import EngineError
+from lmforge.serve.kv_cache import SlotTable
 from lmforge.serve.request import FinishReason, Kind, PromptTooLong, Request, Status
 
 
@@ -18,20 +22,11 @@ class Overloaded(EngineError):
     """The waiting queue is full; the caller should retry later."""
 
 
-@dataclass(frozen=True)
-class SchedulerConfig:
-    kv_slots: int = 32
-    max_batch_size: int = 32
-    max_batch_tokens: int = 2048
-    max_queue: int = 256
-    max_seq_len: int = 1024
-
-    def problems(self) -> list[str]:
-        return [
-            f"{name}={getattr(self, name)} must be at least 1"
-            for name in ("kv_slots", "max_batch_size", "max_batch_tokens", "max_seq_len")
-            if getattr(self, name) < 1
-        ] + ([f"max_queue={self.max_queue} must be 0 or more"] if self.max_queue < 0 else [])
+class StopStrings(Protocol):
+    def reached(self, output_ids: list[int], final: bool) -> bool:
+        """Whether the text of `output_ids` reaches a stop string; `final`: no more tokens
+        will follow, so an unfinished character at the end is text too."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +45,12 @@ class Chunk:
     def completes_prompt(self) -> bool:
         return self.start + self.length >= len(self.request.prompt_ids)
 
+    @property
+    def slot(self) -> int:
+        if self.request.slot is None:
+            raise EngineError(f"request {self.request.request_id} is planned without a KV slot")
+        return self.request.slot
+
 
 @dataclass
 class Plan:
@@ -58,17 +59,23 @@ class Plan:
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig) -> None:
-        if problems := config.problems():
-            raise EngineError("bad scheduler config: " + "; ".join(problems))
-        self.config = config
+    """Plans steps under `settings`, holding sequences of at most `max_seq_len` tokens in the
+    slots of `kv`; `eos_id` is the model's end-of-text token (None: it has none)."""
+
+    def __init__(
+        self, settings: EngineSettings, kv: SlotTable, max_seq_len: int, eos_id: int | None
+    ) -> None:
+        self.settings = settings
+        self.kv = kv
+        self.max_seq_len = max_seq_len
+        self.eos_id = eos_id
+        self.batch_limit = min(settings.max_batch_size or kv.capacity, kv.capacity)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
-        self._free_slots = list(range(config.kv_slots))
 
     @property
     def slots_used(self) -> int:
-        return self.config.kv_slots - len(self._free_slots)
+        return self.kv.used
 
     @property
     def has_work(self) -> bool:
@@ -76,16 +83,16 @@ class Scheduler:
 
     def add(self, request: Request) -> None:
         # Requests that free slots will take at the next step do not count against the bound.
-        if len(self.waiting) >= self.config.max_queue + len(self._free_slots):
+        if len(self.waiting) >= self.settings.max_queue + self.kv.free:
             raise Overloaded(
-                f"the queue is full ({self.config.max_queue} waiting requests)",
+                f"the queue is full ({self.settings.max_queue} waiting requests)",
                 hint="retry shortly",
             )
         needed = request.num_tokens + (request.kind is Kind.GENERATE)
-        if needed > self.config.max_seq_len:
+        if needed > self.max_seq_len:
             raise PromptTooLong(
                 f"the prompt has {request.num_tokens} tokens; the context holds "
-                f"{self.config.max_seq_len} including at least one new token"
+                f"{self.max_seq_len} including at least one new token"
             )
         self.waiting.append(request)
 
@@ -97,7 +104,7 @@ class Scheduler:
         request.finish_reason = reason
         request.error = error
         if request.slot is not None:
-            heapq.heappush(self._free_slots, request.slot)
+            self.kv.release(request.slot)
             request.slot = None
         if request in self.running:
             self.running.remove(request)
@@ -105,14 +112,39 @@ class Scheduler:
             with contextlib.suppress(ValueError):
                 self.waiting.remove(request)
 
-    def on_token(self, request: Request, token_id: int) -> FinishReason | None:
-        """Append a sampled token; the budget-based finish (max_new_tokens, context) if any."""
+    def on_computed(self, chunk: Chunk) -> FinishReason | None:
+        """Count a chunk's tokens as cached; a score or embed request is done (STOP) once its
+        whole prompt is."""
+        request = chunk.request
+        request.num_computed += chunk.length
+        if request.kind is Kind.GENERATE or request.in_prefill:
+            return None
+        self.finish(request, FinishReason.STOP)
+        return FinishReason.STOP
+
+    def on_token(
+        self, request: Request, token_id: int, stops: StopStrings | None = None
+    ) -> FinishReason | None:
+        """Append a sampled token and finish the request if it is done: STOP at end-of-text
+        once min_new_tokens are out (unless ignore_eos) or when its text reaches a stop
+        string, else LENGTH at max_new_tokens or the end of the context."""
+        params = request.params
+        ends_text = (
+            token_id == self.eos_id and not params.ignore_eos and not request.needs_more_tokens
+        )
         request.output_ids.append(token_id)
-        if len(request.output_ids) >= request.params.max_new_tokens:
-            return FinishReason.LENGTH
-        if request.num_tokens >= self.config.max_seq_len:
-            return FinishReason.LENGTH
-        return None
+        reason = None
+        full = len(request.output_ids) >= params.max_new_tokens
+        if full or request.num_tokens >= self.max_seq_len:
+            reason = FinishReason.LENGTH
+        if ends_text:
+            reason = FinishReason.STOP
+        # The text is read last: whether this is the final token decides how it is decoded.
+        if stops is not None and stops.reached(request.output_ids, final=reason is not None):
+            reason = FinishReason.STOP
+        if reason is not None:
+            self.finish(request, reason)
+        return reason
 
     def schedule(self, now: float | None = None) -> Plan:
         now = time.monotonic() if now is None else now
@@ -125,7 +157,7 @@ class Scheduler:
                 self.finish(request, FinishReason.TIMEOUT, "the request passed its deadline")
                 plan.finished.append(request)
 
-        budget = self.config.max_batch_tokens
+        budget = self.settings.max_batch_tokens
         decoding = [r for r in self.running if not r.in_prefill]
         prefilling = [r for r in self.running if r.in_prefill]
         for request in decoding:
@@ -139,10 +171,9 @@ class Scheduler:
             length = min(request.remaining, budget)
             plan.chunks.append(Chunk(request, request.num_computed, length))
             budget -= length
-        limit = min(self.config.max_batch_size, self.config.kv_slots)
-        while self.waiting and self._free_slots and len(self.running) < limit and budget > 0:
+        while self.waiting and self.kv.free and len(self.running) < self.batch_limit and budget:
             request = self.waiting.popleft()
-            request.slot = heapq.heappop(self._free_slots)
+            request.slot = self.kv.allocate()
             request.status = Status.RUNNING
             request.scheduled_at = now
             self.running.append(request)

@@ -17,7 +17,7 @@ from lmforge.fsutil import sha256_file
 from lmforge.logs import JsonFormatter
 from lmforge.modelio import read_card
 from lmforge.serve.auth import load_keys
-from lmforge.serve.engine import Engine, EngineConfig
+from lmforge.serve.engine import Engine
 from lmforge.serve.middleware import RequestIdFilter
 from lmforge.serve.state import AppState, ModelInfo, warm_up
 
@@ -41,19 +41,7 @@ def resolve(ref: str) -> tuple[Path, str, str | None]:
 
 def load(config: ServeConfig) -> tuple[Engine, ModelInfo]:
     path, name, version = resolve(config.model)
-    engine = Engine(
-        path,
-        EngineConfig(
-            device=config.device,
-            dtype=config.dtype,
-            quantize=config.quantize,
-            threads=config.threads,
-            kv_slots=config.kv_slots,
-            max_batch_size=config.kv_slots,
-            max_batch_tokens=config.max_batch_tokens,
-            max_queue=config.max_queue,
-        ),
-    )
+    engine = Engine(path, config)  # a ServeConfig is the engine's settings plus the server's
     card = read_card(path) or {}
     weights = path / "model.safetensors"
     sha = card.get("files", {}).get("model.safetensors") or sha256_file(weights)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import queue
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmforge.serve.request import FinishReason
+from lmforge.serve.request import FinishReason, Kind, Request
 
 
 @dataclass
@@ -66,10 +67,62 @@ class Stream:
         )
 
     async def next_async(self) -> Event:
-        return await self.queue.get()  # type: ignore[misc]
+        if not isinstance(self.queue, asyncio.Queue):
+            raise TypeError("a stream made without an event loop is read with next_blocking")
+        return await self.queue.get()
 
     def next_blocking(self, timeout: float | None = None) -> Event:
-        return self.queue.get(timeout=timeout)  # type: ignore[call-arg]
+        if isinstance(self.queue, asyncio.Queue):
+            raise TypeError("a stream made with an event loop is read with next_async")
+        return self.queue.get(timeout=timeout)
+
+
+def final_event(request: Request, event: Event) -> Event:
+    """A finished request's last event: `event` with the finish reason, token counts, scores
+    and timings filled in."""
+    event.finish_reason = request.finish_reason
+    event.error = request.error
+    event.prompt_tokens = len(request.prompt_ids)
+    event.output_tokens = len(request.output_ids)
+    if request.kind is Kind.SCORE:
+        event.scores = request.scores
+    if request.scheduled_at is not None:
+        event.queued_seconds = request.scheduled_at - request.arrival
+    if request.first_token_at is not None:
+        event.first_token_seconds = request.first_token_at - request.arrival
+    return event
+
+
+async def follow(stream: Stream, leave: Callable[[], None]) -> AsyncIterator[Event]:
+    """The stream's events up to the last; `leave` runs however the consumer stops reading
+    (done, broke off early or cancelled)."""
+    try:
+        while True:
+            event = await stream.next_async()
+            yield event
+            if event.finished:
+                return
+    finally:
+        leave()
+
+
+async def merge(request_id: str, events: AsyncIterator[Event]) -> Event:
+    """One event with the whole text and token ids of `events`."""
+    merged = Event(request_id)
+    async for event in events:
+        merged.absorb(event)
+    return merged
+
+
+def wait(request_id: str, stream: Stream, leave: Callable[[], None]) -> Event:
+    """Blocking `merge` of a stream made without an event loop; `leave` runs at the end."""
+    merged = Event(request_id)
+    try:
+        while not merged.finished:
+            merged.absorb(stream.next_blocking())
+        return merged
+    finally:
+        leave()
 
 
 def _put_all(items: list[tuple[Stream, Event]]) -> None:

@@ -4,14 +4,17 @@ character, and stop strings matched across token boundaries (and never emitted).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lmforge.errors import ModelError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 REPLACEMENT = "\ufffd"
 
 
-def load_tokenizer(model_dir: Path) -> Any:  # -> tokenizers.Tokenizer
+def load_tokenizer(model_dir: Path) -> Tokenizer:
     from tokenizers import Tokenizer
 
     path = Path(model_dir) / "tokenizer.json"
@@ -30,7 +33,7 @@ class Detokenizer:
     """Decodes a request's output ids as they grow and says which new text is safe to show:
     not an unfinished multi-byte character, not a prefix of a stop string."""
 
-    def __init__(self, tokenizer: Any, stop: tuple[str, ...] = ()) -> None:
+    def __init__(self, tokenizer: Tokenizer, stop: tuple[str, ...] = ()) -> None:
         self.tokenizer = tokenizer
         self.stop = stop
         self.longest_stop = max((len(s) for s in stop), default=0)

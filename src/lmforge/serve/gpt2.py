@@ -1,0 +1,257 @@
+"""Our GPT-2 inference forward, built from a Hugging Face model dir's weights: embeddings,
+blocks and the LM head, reading and writing keys and values through a `SlotKVCache`.
+Attention: two batched matmuls for all one-token decode rows, `scaled_dot_product_attention`
+per prefill chunk (each with its own causal offset)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, cast
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn.functional import gelu, scaled_dot_product_attention
+
+from lmforge.errors import ConfigError, ModelError
+from lmforge.modelio import verify_model_dir
+from lmforge.serve.kv_cache import SlotKVCache
+
+if TYPE_CHECKING:
+    from lmforge.serve.kv_cache import Rows
+
+# Below this many rows, W @ x.T beats x @ W.T on CPU (see GPT2.__init__).
+WEIGHT_FIRST_ROWS = 64
+UNSUPPORTED = ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn")
+Projection = Callable[[nn.Linear, torch.Tensor], torch.Tensor]
+
+
+class Prefill(NamedTuple):
+    """A prompt chunk of one step: rows [offset, offset + length) of the step, positions
+    [start, start + length) of `slot`."""
+
+    offset: int
+    slot: int
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Decode:
+    """The step's one-token decode rows: their indices among the step's rows (None when they
+    are all the rows, in order), how to read their slots, and their cache lengths [B]
+    (including this token)."""
+
+    rows: torch.Tensor | None
+    slots: Rows
+    lengths: torch.Tensor
+
+    @property
+    def span(self) -> int:
+        return int(self.lengths.max())
+
+
+def _call(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return cast(torch.Tensor, layer(x))
+
+
+def _weight_first(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if x.shape[0] > WEIGHT_FIRST_ROWS:
+        return cast(torch.Tensor, layer(x))
+    bias: torch.Tensor | None = layer.bias  # None for the LM head
+    if bias is None:
+        return torch.mm(layer.weight, x.t()).t()
+    return torch.addmm(bias[:, None], layer.weight, x.t()).t()
+
+
+class Block(nn.Module):
+    def __init__(self, ln_1: nn.LayerNorm, ln_2: nn.LayerNorm, *linear: nn.Linear) -> None:
+        super().__init__()
+        self.ln_1, self.ln_2 = ln_1, ln_2
+        self.qkv, self.proj, self.fc, self.fc_proj = linear
+
+
+class Stack(nn.Module):
+    def __init__(self, blocks: list[Block], ln_f: nn.LayerNorm, wte: nn.Embedding) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.ln_f = ln_f
+        self.wte = wte
+
+
+def pick_device(device: str, dtype: str, quantize: str) -> torch.device:
+    """The device to run on ("auto": CUDA when present), refusing numerics it lacks."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype != "float32":
+        raise ConfigError(f"dtype: {dtype} is for CUDA; on CPU use float32 (or --quantize int8)")
+    if quantize == "int8" and device != "cpu":
+        raise ConfigError("quantize: int8 is the CPU path; on CUDA use --dtype bfloat16")
+    return torch.device(device)
+
+
+def read_config(model_dir: Path) -> dict[str, object]:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "gpt2":
+        raise ModelError(
+            f"{model_dir} holds a {config.get('model_type')!r} model; serving needs GPT-2"
+        )
+    unsupported = [key for key in UNSUPPORTED if config.get(key)]
+    if unsupported or config.get("activation_function", "gelu_new") != "gelu_new":
+        raise ModelError(
+            f"unsupported GPT-2 variant: {unsupported or config.get('activation_function')}"
+        )
+    return cast(dict[str, object], config)
+
+
+def read_weights(model_dir: Path, n_layer: int) -> dict[str, torch.Tensor]:
+    """The weights, without the `transformer.` prefix that GPT2LMHeadModel saves (the original
+    gpt2 files have none), checked to hold every tensor our forward needs."""
+    path = model_dir / "model.safetensors"
+    if not path.is_file():
+        raise ModelError(f"{model_dir} has no model.safetensors")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    state = {k.removeprefix("transformer."): v for k, v in state.items()}
+    needed = ["wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"]
+    for i in range(n_layer):
+        for part in ("ln_1", "ln_2", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            needed += [f"h.{i}.{part}.weight", f"h.{i}.{part}.bias"]
+    if missing := [k for k in needed if k not in state]:
+        raise ModelError(f"the weights lack {len(missing)} GPT-2 tensors, e.g. {missing[:3]}")
+    return state
+
+
+class GPT2:
+    """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU."""
+
+    def __init__(self, model_dir: Path, device: torch.device, dtype: str, quantize: str) -> None:
+        verify_model_dir(model_dir)
+        config = read_config(model_dir)
+        self.n_layer, self.n_head = cast(int, config["n_layer"]), cast(int, config["n_head"])
+        self.d_model = cast(int, config["n_embd"])
+        self.head_dim = self.d_model // self.n_head
+        self.n_positions = cast(int, config["n_positions"])
+        self.vocab_size = cast(int, config["vocab_size"])
+        eos = config.get("eos_token_id")
+        self.eos_id = eos if isinstance(eos, int) else None
+        self.device = device
+        self.dtype: torch.dtype = getattr(torch, dtype)
+        eps = cast(float, config.get("layer_norm_epsilon", 1e-5))
+        state = read_weights(model_dir, self.n_layer)
+
+        def linear(prefix: str) -> nn.Linear:
+            # HF's Conv1D stores [in, out]; nn.Linear wants [out, in].
+            weight, bias = state[f"{prefix}.weight"], state[f"{prefix}.bias"]
+            layer = nn.Linear(weight.shape[0], weight.shape[1])
+            layer.weight.data = weight.t().contiguous()
+            layer.bias.data = bias.clone()
+            return layer
+
+        def norm(prefix: str) -> nn.LayerNorm:
+            layer = nn.LayerNorm(self.d_model, eps=eps)
+            layer.weight.data = state[f"{prefix}.weight"].clone()
+            layer.bias.data = state[f"{prefix}.bias"].clone()
+            return layer
+
+        def block(i: int) -> Block:
+            parts = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+            return Block(
+                norm(f"h.{i}.ln_1"), norm(f"h.{i}.ln_2"), *(linear(f"h.{i}.{p}") for p in parts)
+            )
+
+        wte = state["wte.weight"]
+        embed = nn.Embedding(wte.shape[0], wte.shape[1], _weight=wte.clone(), _freeze=True)
+        model = nn.Module()
+        model.stack = Stack([block(i) for i in range(self.n_layer)], norm("ln_f"), embed)
+        wpe = state["wpe.weight"]
+        model.wpe = nn.Embedding(wpe.shape[0], wpe.shape[1], _weight=wpe.clone(), _freeze=True)
+        lm_head = nn.Linear(self.d_model, self.vocab_size, bias=False)
+        lm_head.weight.data = wte
+        model.lm_head = lm_head
+        model.float()
+        if quantize == "int8":
+            with warnings.catch_warnings():
+                # PyTorch marks its quantized tensors as deprecated; dynamic int8 linear layers
+                # are still its CPU int8 path.
+                warnings.simplefilter("ignore")
+                from torch.ao.quantization import quantize_dynamic
+
+                # torch.ao.quantization ships no annotations.
+                model = quantize_dynamic(  # type: ignore[no-untyped-call]
+                    model, {nn.Linear}, dtype=torch.qint8
+                )
+        else:
+            model.to(device=device, dtype=self.dtype)
+        model.eval().requires_grad_(False)
+        self.stack = cast(Stack, model.stack)
+        self.blocks = [cast(Block, b) for b in self.stack.blocks]
+        self.wpe = cast(nn.Embedding, model.wpe)
+        self.lm_head = cast(nn.Linear, model.lm_head)
+        # On CPU, BLAS runs W @ x.T faster than x @ W.T for the few-row activations of decode
+        # steps (measured 15-25% per step, most on the 50257-wide LM head); long prefills are
+        # faster the usual way round.
+        plain_cpu = device.type == "cpu" and quantize == "none"
+        self.project: Projection = _weight_first if plain_cpu else _call
+
+    def hidden(
+        self,
+        cache: SlotKVCache,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        slots: torch.Tensor,
+        decode: Decode | None,
+        prefills: list[Prefill],
+    ) -> torch.Tensor:
+        """Final hidden states [T, d] of the step's T tokens (`ids`, `positions`, `slots`: [T]);
+        writes their keys and values into the cache first."""
+        T = ids.shape[0]
+        x = self.stack.wte(ids) + self.wpe(positions)
+        project = self.project
+        if decode is not None:
+            span = decode.span
+            positions_seen = torch.arange(span, device=self.device)[None, :]
+            hidden_keys = (positions_seen >= decode.lengths[:, None])[:, None, None, :]
+        for layer, block in enumerate(self.blocks):
+            h = block.ln_1(x)
+            q, k, v = project(block.qkv, h).view(T, 3, self.n_head, self.head_dim).unbind(1)
+            cache.write(layer, slots, positions, k, v)
+            out = q if decode is not None and decode.rows is None else torch.empty_like(q)
+            if decode is not None:
+                keys, values = cache.read(layer, decode.slots, span)
+                # One query per row: two batched matmuls beat the fused kernel here.
+                queries = q if decode.rows is None else q[decode.rows]
+                scores = torch.matmul(queries.unsqueeze(2), keys.transpose(-1, -2))
+                scores.mul_(self.head_dim**-0.5).masked_fill_(hidden_keys, -math.inf)
+                attended = torch.matmul(scores.softmax(dim=-1), values).squeeze(2)
+                if decode.rows is None:
+                    out = attended
+                else:
+                    out[decode.rows] = attended
+            for offset, slot, start, length in prefills:
+                query = q[offset : offset + length].transpose(0, 1).unsqueeze(0)
+                keys, values = cache.read(layer, slice(slot, slot + 1), start + length)
+                if start == 0:
+                    attended = scaled_dot_product_attention(query, keys, values, is_causal=True)
+                else:
+                    seen = torch.arange(start + length, device=self.device)[None, :]
+                    upto = torch.arange(start, start + length, device=self.device)[:, None]
+                    attended = scaled_dot_product_attention(
+                        query, keys, values, attn_mask=seen <= upto
+                    )
+                out[offset : offset + length] = attended[0].transpose(0, 1)
+            x = x + project(block.proj, out.reshape(T, self.d_model))
+            hidden = gelu(project(block.fc, block.ln_2(x)), approximate="tanh")
+            x = x + project(block.fc_proj, hidden)
+        return cast(torch.Tensor, self.stack.ln_f(x))
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Contiguous rows: argmax and sampling over a transposed result are several times slower.
+        return self.project(self.lm_head, hidden).float().contiguous()
