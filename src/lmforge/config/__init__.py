@@ -96,6 +96,25 @@ def bound_problem(name: str, value: object, f: dataclasses.Field[Any]) -> str | 
     return f"{name}: {value} {_phrase(kind, bounds[kind])}"
 
 
+def declared_problem(name: str, value: object, f: dataclasses.Field[Any]) -> str | None:
+    """Why `value` breaks the choices or bounds declared on field `f`, or None."""
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        return f"{name}: {value!r} is not one of {', '.join(choices)}"
+    return bound_problem(name, value, f)
+
+
+def declared_problems(config: object) -> list[str]:
+    """The declared choices and bounds a config breaks: `build_config` checks values on the
+    way in from YAML and flags; this checks a config built in code."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"{config!r} is not a config dataclass instance")
+    found = (
+        declared_problem(f.name, getattr(config, f.name), f) for f in dataclasses.fields(config)
+    )
+    return [problem for problem in found if problem]
+
+
 def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -180,7 +199,7 @@ def build_config(cls: type[C], values: dict[str, Any], origin: str = "config") -
     hints = field_types(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     problems: list[str] = []
-    bounds: list[str] = []
+    declared: list[str] = []
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         name = key.replace("-", "_")
@@ -192,17 +211,13 @@ def build_config(cls: type[C], values: dict[str, Any], origin: str = "config") -
         except ValueError as exc:
             problems.append(str(exc))
             continue
-        choices = fields[name].metadata.get("choices")
-        if choices and kwargs[name] not in choices:
-            problems.append(f"{name}: {kwargs[name]!r} is not one of {', '.join(choices)}")
-        bound = bound_problem(name, kwargs[name], fields[name])
-        if bound:
-            bounds.append(bound)
+        if problem := declared_problem(name, kwargs[name], fields[name]):
+            declared.append(problem)
     if not problems:
         config = cls(**kwargs)
         validate = getattr(config, "problems", None)
         problems.extend(validate() if validate else [])
-    problems = bounds + problems
+    problems = declared + problems
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ConfigError(f"{origin}: {count}: " + "; ".join(problems))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from lmforge.config import bound_problem, option
+from lmforge.config import option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -29,18 +28,6 @@ class EngineSettings:
     max_seq_len: int = option(
         0, "Context per sequence in tokens (0 = the model's; less shrinks the KV cache).", ge=0
     )
-
-    def declared_problems(self) -> list[str]:
-        """The declared choices and bounds these settings break: `build_config` checks them on
-        the way in from YAML and flags; this is for settings built in code."""
-        out = []
-        for f in dataclasses.fields(EngineSettings):
-            value, choices = getattr(self, f.name), f.metadata.get("choices")
-            if choices and value not in choices:
-                out.append(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
-            if problem := bound_problem(f.name, value, f):
-                out.append(problem)
-        return out
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmforge.config import declared_problems
 from lmforge.config.serve import EngineSettings
 from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams, check_runnable
@@ -68,7 +69,7 @@ class Engine:
     def __init__(self, model_dir: Path | str, config: EngineSettings | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.settings = config or EngineSettings()
-        if problems := self.settings.declared_problems():
+        if problems := declared_problems(self.settings):
             raise ConfigError("bad engine settings: " + "; ".join(problems))
         self.tokenizer = load_tokenizer(self.model_dir)
         self.stats = Stats(slots_total=self.settings.kv_slots)

@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from lmforge.errors import EngineError
 
