@@ -1,6 +1,7 @@
 """Builds click commands from config dataclasses: every field becomes an option whose help is
 the field's help text and whose default is the field's default; `--config FILE.yaml` gives
-values by field name and options given on the command line override them."""
+values by field name and options given on the command line override them. Verbs with a
+machine-readable result also get `--json`, which is output format, not part of the config."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from click.core import ParameterSource
 
 from lmforge.config import field_help, field_types, load_config
 
+JSON_HELP = "Print the result as one JSON document on stdout (and nothing else there)."
 CONFIG_HELP = (
     "YAML file of option: value pairs (names as below, with underscores); "
     "options on the command line override it."
@@ -36,15 +38,19 @@ def _show(default: Any) -> str:
     return str(default)
 
 
-def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable]:
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def config_command(cls: type, *positional: str, json_output: bool = False) -> Decorator:
     """Decorate a click command body `fn(config)` with options for every field of `cls`.
 
-    Fields named in `positional` become arguments (a list field takes any number)."""
+    Fields named in `positional` become arguments (a list field takes any number). With
+    `json_output` the body is `fn(config, as_json)` and the command takes `--json`."""
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         fields = dataclasses.fields(cls)
         hints = field_types(cls)
-        params: list[Callable] = []
+        params: list[Decorator] = []
         for f in fields:
             tp = hints[f.name]
             default = (
@@ -78,6 +84,10 @@ def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable
                     help=help_text,
                 )
             )
+        if json_output:
+            params.append(
+                click.option("--json", "as_json", is_flag=True, default=False, help=JSON_HELP)
+            )
         params.append(
             click.option(
                 "--config",
@@ -89,6 +99,7 @@ def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable
 
         @functools.wraps(fn)
         def command(config_file: Path | None, **values: Any) -> Any:
+            as_json = values.pop("as_json", False)
             ctx = click.get_current_context()
             overrides = {}
             for name, value in values.items():
@@ -99,10 +110,12 @@ def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable
                     value = list(value) if isinstance(value, tuple) else value
                 if given:
                     overrides[name] = value
-            return fn(load_config(cls, config_file, overrides))
+            config: object = load_config(cls, config_file, overrides)
+            return fn(config, as_json) if json_output else fn(config)
 
+        decorated: Callable[..., Any] = command
         for param in reversed(params):
-            command = param(command)
-        return command
+            decorated = param(decorated)
+        return decorated
 
     return decorate
