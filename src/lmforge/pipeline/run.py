@@ -190,7 +190,7 @@ def capture(step: Step, output: str) -> dict[str, str]:
             if not isinstance(value, dict) or key not in value:
                 raise LmforgeError(f"step {step.name}: no {path!r} in its output for {variable}")
             value = value[key]
-        captured[variable] = str(value)
+        captured[variable] = value if isinstance(value, str) else json.dumps(value)
     return captured
 
 
