@@ -3,20 +3,20 @@
 Each verb parses its options into a config, calls one function and renders its result
 (lmforge.render: a table, or with `--json` one JSON document). Verb bodies import their
 implementation lazily so that `lmforge --help` stays fast. Errors become one line on stderr
-and the exit code of their class (lmforge.errors.ExitCode).
+and the exit code of their class (lmforge.errors.ExitCode; `cliutil.run`).
+
+Longer than ~300 lines on purpose: it is the whole table of twenty verbs, each with its
+`--help` text (about a quarter of the file); split up, the table would no longer be one.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from lmforge import __version__, render
-from lmforge.cliutil import config_command
+from lmforge.cliutil import STATE, config_command, emit, run
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import EvalConfig
@@ -32,24 +32,11 @@ from lmforge.config.registry import (
 )
 from lmforge.config.serve import BenchConfig, MonitorConfig, ServeConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
-from lmforge.errors import EXIT_CODE_MEANINGS, ConfigError, ExitCode, GateRefused, LmforgeError
+from lmforge.errors import EXIT_CODE_MEANINGS, ExitCode
 
-log = logging.getLogger("lmforge")
-_state = {"debug": False}
 EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
     f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
 )
-
-
-def _emit(document: Any, as_json: bool, table: Any, refusal: GateRefused | None = None) -> None:
-    """Print a verb's result (`table(document)`, or the JSON document), then fail with the
-    refusal its own function decided on, if any: the result is printed either way."""
-    if as_json:
-        render.json_document(document)
-    else:
-        table(document)
-    if refusal is not None:
-        raise refusal
 
 
 @click.group(
@@ -64,7 +51,7 @@ def cli(debug: bool, log_json: bool, verbose: bool) -> None:
     """lmforge: prepare data, train, evaluate, register and serve GPT-2-family models."""
     from lmforge.logs import setup_logging
 
-    _state["debug"] = debug
+    STATE["debug"] = debug
     setup_logging(json_lines=log_json, verbose=verbose or debug)
 
 
@@ -122,7 +109,7 @@ def data_inspect(config: InspectConfig, as_json: bool) -> None:
     }
     if not as_json:
         print_summary(manifest, config.dataset, render.console())
-    _emit(document, as_json, render.inspection)
+    emit(document, as_json, render.inspection)
     if not ok:
         raise click.exceptions.Exit(ExitCode.ERROR)
 
@@ -180,16 +167,13 @@ def eval_cmd(config: EvalConfig, as_json: bool) -> None:
       lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/p
       lmforge eval models/new --suite S.yaml --baseline models:/ptb@production --report R
     """
-    from lmforge import gate
     from lmforge.evaluate.eval import evaluate
     from lmforge.evaluate.report import markdown
+    from lmforge.gate import document_refusal
 
     report = evaluate(config)
-    rows = report.get("comparison", {}).get("rows", [])
-    refusal = gate.refusal(
-        [row["metric"] for row in rows if not row["passed"]], config.model, config.baseline
-    )
-    _emit(report, as_json, lambda r: render.evaluation(markdown(r), config.report), refusal)
+    refused = document_refusal(report.get("comparison"), config.model, config.baseline)
+    emit(report, as_json, lambda r: render.evaluation(markdown(r), config.report), refused)
 
 
 @cli.group()
@@ -202,17 +186,11 @@ def registry() -> None:
 @config_command(RegisterConfig, "model_dir", json_output=True)
 def registry_register(config: RegisterConfig, as_json: bool) -> None:
     """Verify MODEL_DIR and register it as a new version of --name."""
+    from lmforge.registry.info import registration
     from lmforge.registry.register import register
 
     version = register(Path(config.model_dir), config.name)
-    document = {
-        "name": version.name,
-        "version": str(version.version),
-        "ref": f"models:/{version.name}/{version.version}",
-        "run_id": version.run_id,
-        "parent": version.tags.get("lmforge.parent") or None,
-    }
-    _emit(document, as_json, render.registered)
+    emit(registration(version), as_json, render.registered)
 
 
 @registry.command("list")
@@ -221,7 +199,7 @@ def registry_list(config: ListConfig, as_json: bool) -> None:
     """Registered models and their versions, aliases and headline metrics."""
     from lmforge.registry.info import list_versions
 
-    _emit({"versions": list_versions(config)}, as_json, lambda d: render.versions(d["versions"]))
+    emit({"versions": list_versions(config)}, as_json, lambda d: render.versions(d["versions"]))
 
 
 @registry.command("show")
@@ -230,7 +208,7 @@ def registry_show(config: ShowConfig, as_json: bool) -> None:
     """One version: aliases, lineage, data, metrics and training config."""
     from lmforge.registry.info import show_version
 
-    _emit(show_version(config), as_json, render.version)
+    emit(show_version(config), as_json, render.version)
 
 
 @registry.command("diff")
@@ -250,7 +228,7 @@ def registry_promote(config: PromoteConfig, as_json: bool) -> None:
     from lmforge.registry.promote import promote
 
     promotion = promote(config)
-    _emit(promotion.to_json(), as_json, render.promotion, promotion.refusal)
+    emit(promotion.to_json(), as_json, render.promotion, promotion.refusal)
 
 
 @registry.command("rollback")
@@ -371,15 +349,10 @@ def pipeline_run(pipeline_file: Path, fresh: bool, no_serve: bool, overrides: tu
     Example:
       lmforge pipeline run configs/quickstart.yaml --set steps=300 --no-serve
     """
-    from lmforge.pipeline.run import load_pipeline, run_pipeline
+    from lmforge.pipeline.run import load_pipeline, parse_overrides, run_pipeline
 
-    values: dict[str, Any] = {}
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set: {item!r} is not NAME=VALUE")
-        values[name] = value
-    run_pipeline(load_pipeline(pipeline_file, values), fresh=fresh, serve=not no_serve)
+    pipeline = load_pipeline(pipeline_file, parse_overrides(overrides))
+    run_pipeline(pipeline, fresh=fresh, serve=not no_serve)
 
 
 @cli.command("quickstart")
@@ -405,32 +378,5 @@ def quickstart(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: our errors become one line on stderr and a non-zero exit code."""
-    try:
-        # Without standalone mode click returns the code of a `click.exceptions.Exit`.
-        code = cli.main(args=argv, prog_name="lmforge", standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("lmforge: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except LmforgeError as exc:
-        if _state["debug"]:
-            log.exception("failed")
-        click.echo(f"lmforge: error: {exc.one_line()}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("lmforge: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except Exception as exc:
-        if _state["debug"]:
-            raise
-        click.echo(
-            f"lmforge: internal error: {type(exc).__name__}: {exc} "
-            "(re-run with --debug for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(ExitCode.ERROR)
+    """Entry point: our errors become one line on stderr and their exit code."""
+    run(cli, argv)

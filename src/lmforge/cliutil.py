@@ -1,12 +1,15 @@
 """Builds click commands from config dataclasses: every field becomes an option whose help is
 the field's help text and whose default is the field's default; `--config FILE.yaml` gives
 values by field name and options given on the command line override them. Verbs with a
-machine-readable result also get `--json`, which is output format, not part of the config."""
+machine-readable result also get `--json`, which is output format, not part of the config.
+`emit` prints a verb's result and `run` maps errors to one line and an exit code."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,12 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from lmforge import render
 from lmforge.config import field_help, field_types, load_config
+from lmforge.errors import ExitCode, GateRefused, LmforgeError
+
+log = logging.getLogger("lmforge")
+STATE = {"debug": False}  # set by the root command's --debug
 
 JSON_HELP = "Print the result as one JSON document on stdout (and nothing else there)."
 CONFIG_HELP = (
@@ -119,3 +127,48 @@ def config_command(cls: type, *positional: str, json_output: bool = False) -> De
         return decorated
 
     return decorate
+
+
+def emit(
+    document: Any, as_json: bool, table: Callable[[Any], None], refusal: GateRefused | None = None
+) -> None:
+    """Print a verb's result (`table(document)`, or the JSON document), then fail with the
+    refusal that the verb's own function decided on, if any: the result is printed either way."""
+    if as_json:
+        render.json_document(document)
+    else:
+        table(document)
+    if refusal is not None:
+        raise refusal
+
+
+def run(group: click.Group, argv: list[str] | None) -> None:
+    """Run the CLI: our errors become one line on stderr and their exit code."""
+    try:
+        # Without standalone mode click returns the code of a `click.exceptions.Exit`.
+        code = group.main(args=argv, prog_name="lmforge", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("lmforge: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except LmforgeError as exc:
+        if STATE["debug"]:
+            log.exception("failed")
+        click.echo(f"lmforge: error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("lmforge: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if STATE["debug"]:
+            raise
+        click.echo(
+            f"lmforge: internal error: {type(exc).__name__}: {exc} "
+            "(re-run with --debug for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(ExitCode.ERROR)

@@ -149,6 +149,14 @@ def refusal(
     )
 
 
+def document_refusal(
+    comparison: Mapping[str, Any] | None, candidate: str, baseline: str
+) -> GateRefused | None:
+    """`refusal` for a comparison document (`Comparison.to_json()`, as in report.json)."""
+    rows = (comparison or {}).get("rows", [])
+    return refusal([row["metric"] for row in rows if not row["passed"]], candidate, baseline)
+
+
 def parse_rules(raw: object, where: str) -> dict[str, Rule]:
     """Rules from a mapping of pattern: {better: higher|lower, max_regression: X}; `better`
     defaults to the metric's natural direction, `max_regression` to 0. Every problem at once."""

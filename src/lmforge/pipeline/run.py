@@ -91,6 +91,17 @@ def load_pipeline(path: Path | str, overrides: dict[str, Any] | None = None) -> 
     return Pipeline(spec.get("name", path.stem), variables, steps)
 
 
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` items as variables."""
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set: {item!r} is not NAME=VALUE")
+        values[name] = value
+    return values
+
+
 def builtin_pipeline(name: str) -> Path:
     path = resources.files("lmforge.pipeline").joinpath(f"{name}.yaml")
     return Path(str(path))

@@ -34,6 +34,17 @@ def describe(version: Any) -> dict[str, Any]:
     }
 
 
+def registration(version: Any) -> dict[str, Any]:
+    """What `registry register` reports about the version it created."""
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "ref": f"models:/{version.name}/{version.version}",
+        "run_id": version.run_id,
+        "parent": version.tags.get(f"{TAG}parent") or None,
+    }
+
+
 def list_versions(config: ListConfig) -> list[dict[str, Any]]:
     """Every version of `config.name` (or of every model), by name and version number."""
     store = store_client()
