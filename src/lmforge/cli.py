@@ -199,7 +199,7 @@ def registry_list(config: ListConfig, as_json: bool) -> None:
     """Registered models and their versions, aliases and headline metrics."""
     from lmforge.registry.info import list_versions
 
-    emit({"versions": list_versions(config)}, as_json, lambda d: render.versions(d["versions"]))
+    emit({"versions": list_versions(config)}, as_json, render.versions)
 
 
 @registry.command("show")

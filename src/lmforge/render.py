@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -46,12 +46,12 @@ def registered(document: Mapping[str, Any]) -> None:
     line(f"registered [bold]{document['ref']}[/bold] (run {document['run_id']}, parent {parent})")
 
 
-def versions(described: Sequence[Mapping[str, Any]]) -> None:
-    """`registry list`: one row per version with its headline metrics."""
+def versions(document: Mapping[str, Any]) -> None:
+    """`registry list` ({versions: [...]}): one row per version with its headline metrics."""
     table = Table(title="registered models", title_justify="left")
     for header in ("model", "version", "aliases", "task", "parent", "valid loss", "test word ppl"):
         table.add_column(header)
-    for v in described:
+    for v in document["versions"]:
         m = v["metrics"]
         table.add_row(
             v["name"],

@@ -203,3 +203,41 @@ def test_pipeline_captures_fields_of_a_steps_json() -> None:
     with pytest.raises(LmforgeError, match="not one JSON document") as caught:
         capture(step, "registered models:/m/3")
     assert "--json" in caught.value.one_line()
+
+
+def test_registry_documents_are_assembled_from_versions() -> None:
+    from types import SimpleNamespace
+
+    from lmforge.registry.info import describe, diff_rows
+
+    def version(number: str, loss: float, config: str) -> SimpleNamespace:
+        tags = {
+            "lmforge.metric.valid_loss": repr(loss),
+            "lmforge.parent": "m/1" if number == "2" else "",
+            "lmforge.training_config": config,
+        }
+        return SimpleNamespace(
+            name="m",
+            version=number,
+            aliases=["production"] if number == "1" else [],
+            creation_timestamp=0,
+            run_id="r",
+            source="s",
+            tags=tags,
+        )
+
+    left = describe(version("1", 3.0, '{"lr": 0.001}'))
+    right = describe(version("2", 3.5, '{"lr": 0.0'))  # a tag cut short
+    assert (left["metrics"], left["config"], right["config"]) == (
+        {"valid_loss": 3.0},
+        {"lr": 0.001},
+        {},
+    )
+    rows = {row["field"]: row for row in diff_rows(left, right)}
+    assert rows["metrics.valid_loss"] == {
+        "field": "metrics.valid_loss",
+        "left": "3.0000",
+        "right": "3.5000",
+        "differs": True,
+    }
+    assert rows["parent"]["right"] == "m/1" and rows["config.lr"]["right"] == "-"
