@@ -1,19 +1,22 @@
 """The `lmforge` command: one table of verbs. The only module that imports every verb.
 
-Verb bodies import their implementation lazily so that `lmforge --help` stays fast.
+Each verb parses its options into a config, calls one function and renders its result
+(lmforge.render: a table, or with `--json` one JSON document). Verb bodies import their
+implementation lazily so that `lmforge --help` stays fast. Errors become one line on stderr
+and the exit code of their class (lmforge.errors.ExitCode; `cliutil.run`).
+
+Longer than ~300 lines on purpose: it is the whole table of twenty verbs, each with its
+`--help` text (about a quarter of the file); split up, the table would no longer be one.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from lmforge import __version__
-from lmforge.cliutil import config_command
+from lmforge import __version__, render
+from lmforge.cliutil import STATE, config_command, emit, run
 from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import EvalConfig
@@ -29,19 +32,17 @@ from lmforge.config.registry import (
 )
 from lmforge.config.serve import BenchConfig, MonitorConfig, ServeConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
-from lmforge.errors import ConfigError, LmforgeError
+from lmforge.errors import EXIT_CODE_MEANINGS, ExitCode
 
-log = logging.getLogger("lmforge")
-_state = {"debug": False}
-
-
-def _stdout() -> Any:
-    from rich.console import Console
-
-    return Console(soft_wrap=False)
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
+    f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(__version__, prog_name="lmforge")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line (for machines).")
@@ -50,7 +51,7 @@ def cli(debug: bool, log_json: bool, verbose: bool) -> None:
     """lmforge: prepare data, train, evaluate, register and serve GPT-2-family models."""
     from lmforge.logs import setup_logging
 
-    _state["debug"] = debug
+    STATE["debug"] = debug
     setup_logging(json_lines=log_json, verbose=verbose or debug)
 
 
@@ -74,7 +75,7 @@ def data_prepare(config: PrepareConfig) -> None:
     from lmforge.data.summary import print_summary
 
     result = prepare(config)
-    print_summary(result.manifest, str(result.output), _stdout(), result.seconds)
+    print_summary(result.manifest, str(result.output), render.console(), result.seconds)
 
 
 @data.command("merge")
@@ -85,39 +86,32 @@ def data_merge(config: MergeConfig) -> None:
     from lmforge.data.summary import print_summary
 
     result = merge(config)
-    print_summary(result.manifest, str(result.output), _stdout(), result.seconds)
+    print_summary(result.manifest, str(result.output), render.console(), result.seconds)
 
 
 @data.command("inspect")
-@config_command(InspectConfig, "dataset")
-def data_inspect(config: InspectConfig) -> None:
-    """Summarize a dataset dir, check its files' sha256, and show decoded samples."""
+@config_command(InspectConfig, "dataset", json_output=True)
+def data_inspect(config: InspectConfig, as_json: bool) -> None:
+    """Summarize a dataset dir, check its files' sha256, and show decoded samples. The exit
+    code is 1 when a file is missing or does not match its sha256."""
     from lmforge.data.inspect import inspect
     from lmforge.data.summary import print_summary
 
     manifest, checks, samples = inspect(config)
-    console = _stdout()
-    print_summary(manifest, config.dataset, console)
-    bad = {name: state for name, state in checks.items() if state != "ok"}
-    console.print("files: " + ("all sha256 ok" if not bad else f"[red]{bad}[/red]"))
-    for index, sample in enumerate(samples, 1):
-        console.rule(f"{config.split} sample {index}")
-        console.print(sample, markup=False, highlight=False)
-    if bad:
-        raise click.exceptions.Exit(1)
-
-
-def _print_metrics(title: str, metrics: dict[str, float], where: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in metrics.items():
-        table.add_row(name, f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.0f}")
-    console = _stdout()
-    console.print(table)
-    console.print(f"model: [bold]{where}[/bold]")
+    ok = all(state == "ok" for state in checks.values())
+    document = {
+        "dataset": config.dataset,
+        "ok": ok,
+        "files": checks,
+        "split": config.split,
+        "samples": samples,
+        "manifest": manifest,
+    }
+    if not as_json:
+        print_summary(manifest, config.dataset, render.console())
+    emit(document, as_json, render.inspection)
+    if not ok:
+        raise click.exceptions.Exit(ExitCode.ERROR)
 
 
 @cli.command("train")
@@ -135,7 +129,7 @@ def train_cmd(config: TrainConfig) -> None:
 
     result = train(config)
     if result.metrics:
-        _print_metrics("final metrics", result.metrics, str(result.output))
+        render.metrics("final metrics", result.metrics, str(result.output))
 
 
 @cli.command("distill")
@@ -146,7 +140,7 @@ def distill_cmd(config: DistillConfig) -> None:
 
     result = distill(config)
     if result.metrics:
-        _print_metrics("student metrics", result.metrics, str(result.output))
+        render.metrics("student metrics", result.metrics, str(result.output))
 
 
 @cli.command("tune")
@@ -155,17 +149,17 @@ def tune_cmd(config: TuneConfig) -> None:
     """Search hyperparameters with Optuna (grid, random, TPE, GP) over train options."""
     from lmforge.train.tune import tune
 
-    tune(config, _stdout())
+    tune(config, render.console())
 
 
 @cli.command("eval")
-@config_command(EvalConfig, "model")
-def eval_cmd(config: EvalConfig) -> None:
+@config_command(EvalConfig, "model", json_output=True)
+def eval_cmd(config: EvalConfig, as_json: bool) -> None:
     """How good is MODEL: the tasks of --suite (perplexity, summarization ROUGE/BLEU,
     classification, matching, robustness, canary exposure, verbatim extraction) and/or
     sliding-window perplexity of --perplexity files, written to --report DIR (report.json,
     report.md, plots). With --baseline, a side-by-side comparison against the suite's gate;
-    the exit code is 1 when the candidate fails it.
+    the exit code is 8 when the candidate fails it. --json prints report.json's document.
 
     \b
     Examples:
@@ -175,13 +169,11 @@ def eval_cmd(config: EvalConfig) -> None:
     """
     from lmforge.evaluate.eval import evaluate
     from lmforge.evaluate.report import markdown
+    from lmforge.gate import document_refusal
 
     report = evaluate(config)
-    console = _stdout()
-    console.print(markdown(report), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"report: [bold]{config.report}[/bold]")
-    if "comparison" in report and not report["comparison"]["passed"]:
-        raise click.exceptions.Exit(1)
+    refused = document_refusal(report.get("comparison"), config.model, config.baseline)
+    emit(report, as_json, lambda r: render.evaluation(markdown(r), config.report), refused)
 
 
 @cli.group()
@@ -191,151 +183,62 @@ def registry() -> None:
 
 
 @registry.command("register")
-@config_command(RegisterConfig, "model_dir")
-def registry_register(config: RegisterConfig) -> None:
+@config_command(RegisterConfig, "model_dir", json_output=True)
+def registry_register(config: RegisterConfig, as_json: bool) -> None:
     """Verify MODEL_DIR and register it as a new version of --name."""
-    from pathlib import Path
-
+    from lmforge.registry.info import registration
     from lmforge.registry.register import register
 
     version = register(Path(config.model_dir), config.name)
-    parent = version.tags.get("lmforge.parent") or "none"
-    _stdout().print(
-        f"registered [bold]models:/{version.name}/{version.version}[/bold] "
-        f"(run {version.run_id}, parent {parent})"
-    )
+    emit(registration(version), as_json, render.registered)
 
 
 @registry.command("list")
-@config_command(ListConfig, "name")
-def registry_list(config: ListConfig) -> None:
+@config_command(ListConfig, "name", json_output=True)
+def registry_list(config: ListConfig, as_json: bool) -> None:
     """Registered models and their versions, aliases and headline metrics."""
-    from rich.table import Table
+    from lmforge.registry.info import list_versions
 
-    from lmforge.registry.info import describe
-    from lmforge.registry.store import client
-
-    store = client()
-    query = f"name = '{config.name}'" if config.name else ""
-    versions = [
-        describe(store.get_model_version(v.name, str(v.version)))
-        for v in store.search_model_versions(query)
-    ]
-    table = Table(title="registered models", title_justify="left")
-    for header in ("model", "version", "aliases", "task", "parent", "valid loss", "test word ppl"):
-        table.add_column(header)
-    for v in sorted(versions, key=lambda d: (d["name"], int(d["version"]))):
-        m = v["metrics"]
-        table.add_row(
-            v["name"],
-            v["version"],
-            " ".join(f"@{a}" for a in v["aliases"]),
-            v["task"],
-            v["parent"] or "-",
-            f"{m['valid_loss']:.4f}" if "valid_loss" in m else "-",
-            f"{m['test_word_perplexity']:.1f}" if "test_word_perplexity" in m else "-",
-        )
-    _stdout().print(table)
+    emit({"versions": list_versions(config)}, as_json, render.versions)
 
 
 @registry.command("show")
-@config_command(ShowConfig, "ref")
-def registry_show(config: ShowConfig) -> None:
+@config_command(ShowConfig, "ref", json_output=True)
+def registry_show(config: ShowConfig, as_json: bool) -> None:
     """One version: aliases, lineage, data, metrics and training config."""
-    import json
+    from lmforge.registry.info import show_version
 
-    from lmforge.registry.info import describe
-    from lmforge.registry.refs import parse_ref
-    from lmforge.registry.store import client
-    from lmforge.registry.versions import get_version
-
-    info = describe(get_version(client(), parse_ref(config.ref)))
-    _stdout().print_json(json.dumps(info))
+    emit(show_version(config), as_json, render.version)
 
 
 @registry.command("diff")
 @config_command(DiffConfig, "name", "left", "right")
 def registry_diff(config: DiffConfig) -> None:
     """Config, metrics and data of two versions side by side (differences in bold)."""
-    from rich.table import Table
+    from lmforge.registry.info import diff_versions
 
-    from lmforge.registry.info import describe, diff_rows
-    from lmforge.registry.refs import ModelRef
-    from lmforge.registry.store import client
-    from lmforge.registry.versions import get_version
-
-    store = client()
-    left = describe(get_version(store, ModelRef(config.name, version=config.left)))
-    right = describe(get_version(store, ModelRef(config.name, version=config.right)))
-    table = Table(title=f"{config.name}: {config.left} vs {config.right}", title_justify="left")
-    for header in ("field", f"v{config.left}", f"v{config.right}"):
-        table.add_column(header)
-    for field, a, b, differs in diff_rows(left, right):
-        style = "bold" if differs else "dim"
-        table.add_row(field, a, b, style=style)
-    _stdout().print(table)
+    render.diff(diff_versions(config))
 
 
 @registry.command("promote")
-@config_command(PromoteConfig, "name", "version")
-def registry_promote(config: PromoteConfig) -> None:
-    """Move --alias to VERSION if the gate passes (or with --force --reason)."""
-    from rich.table import Table
-
+@config_command(PromoteConfig, "name", "version", json_output=True)
+def registry_promote(config: PromoteConfig, as_json: bool) -> None:
+    """Move --alias to VERSION if the gate passes (or with --force --reason). The exit code
+    is 8 when the gate refuses."""
     from lmforge.registry.promote import promote
-    from lmforge.registry.store import client
 
-    result = promote(
-        client(),
-        config.name,
-        config.version,
-        config.alias,
-        config.gate,
-        config.force,
-        config.reason,
-    )
-    table = Table(title="promotion gate", title_justify="left")
-    for header in (
-        "metric",
-        f"@{config.alias} (v{result.previous or '-'})",
-        f"v{result.version}",
-        "worse by",
-        "allowed",
-        "verdict",
-    ):
-        table.add_column(header)
-    for row in result.rows:
-        table.add_row(
-            row.metric,
-            "-" if row.holder is None else f"{row.holder:.4f}",
-            "-" if row.candidate is None else f"{row.candidate:.4f}",
-            "-" if row.change is None else f"{row.change:+.2%}",
-            f"{row.allowed:.2%}",
-            row.verdict,
-            style="red" if row.verdict == "regressed" else None,
-        )
-    console = _stdout()
-    console.print(table)
-    if not result.moved:
-        from lmforge.errors import RegistryError
-
-        raise RegistryError(
-            f"refused: v{result.version} regresses against @{config.alias} "
-            f"(v{result.previous}) beyond the gate",
-            hint='pass --force --reason "..." to override; it is recorded',
-        )
-    console.print(f"@{config.alias} → v{result.version} (was v{result.previous or '-'})")
+    promotion = promote(config)
+    emit(promotion.to_json(), as_json, render.promotion, promotion.refusal)
 
 
 @registry.command("rollback")
 @config_command(RollbackConfig, "name")
 def registry_rollback(config: RollbackConfig) -> None:
     """Move --alias back to its previous holder, from the alias history."""
-    from lmforge.registry.promote import rollback
-    from lmforge.registry.store import client
+    from lmforge.registry.rollback import rollback
 
-    was, now = rollback(client(), config.name, config.alias)
-    _stdout().print(f"@{config.alias}: v{was} → v{now}")
+    was, now = rollback(config)
+    render.line(f"@{config.alias}: v{was} → v{now}")
 
 
 @registry.command("pull")
@@ -345,18 +248,17 @@ def registry_pull(config: PullConfig) -> None:
     from lmforge.registry.pull import pull
 
     path, version = pull(config.ref)
-    _stdout().print(f"{version.name}/{version.version}: verified at [bold]{path}[/bold]")
+    render.line(f"{version.name}/{version.version}: verified at [bold]{path}[/bold]")
 
 
 @registry.command("delete")
 @config_command(DeleteConfig, "name", "version")
 def registry_delete(config: DeleteConfig) -> None:
     """Delete a version (refused while it holds an alias)."""
-    from lmforge.registry.promote import delete_version
-    from lmforge.registry.store import client
+    from lmforge.registry.delete import delete_version
 
-    delete_version(client(), config.name, config.version)
-    _stdout().print(f"deleted {config.name}/{config.version}")
+    delete_version(config)
+    render.line(f"deleted {config.name}/{config.version}")
 
 
 @cli.command("serve")
@@ -388,7 +290,7 @@ def bench_cmd(config: BenchConfig) -> None:
     from lmforge.bench.loadgen import run_bench, table
 
     results = run_bench(config)
-    _stdout().print(table(results))
+    render.console().print(table(results))
 
 
 @cli.command("monitor")
@@ -447,15 +349,10 @@ def pipeline_run(pipeline_file: Path, fresh: bool, no_serve: bool, overrides: tu
     Example:
       lmforge pipeline run configs/quickstart.yaml --set steps=300 --no-serve
     """
-    from lmforge.pipeline.run import load_pipeline, run_pipeline
+    from lmforge.pipeline.run import load_pipeline, parse_overrides, run_pipeline
 
-    values = {}
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set: {item!r} is not NAME=VALUE")
-        values[name] = value
-    run_pipeline(load_pipeline(pipeline_file, values), fresh=fresh, serve=not no_serve)
+    pipeline = load_pipeline(pipeline_file, parse_overrides(overrides))
+    run_pipeline(pipeline, fresh=fresh, serve=not no_serve)
 
 
 @cli.command("quickstart")
@@ -481,32 +378,5 @@ def quickstart(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: our errors become one line on stderr and a non-zero exit code."""
-    try:
-        # Without standalone mode click returns the code of a `click.exceptions.Exit`.
-        code = cli.main(args=argv, prog_name="lmforge", standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("lmforge: interrupted", err=True)
-        sys.exit(130)
-    except LmforgeError as exc:
-        if _state["debug"]:
-            log.exception("failed")
-        click.echo(f"lmforge: error: {exc.one_line()}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("lmforge: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        if _state["debug"]:
-            raise
-        click.echo(
-            f"lmforge: internal error: {type(exc).__name__}: {exc} "
-            "(re-run with --debug for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(1)
+    """Entry point: our errors become one line on stderr and their exit code."""
+    run(cli, argv)

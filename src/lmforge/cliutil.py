@@ -1,11 +1,15 @@
 """Builds click commands from config dataclasses: every field becomes an option whose help is
 the field's help text and whose default is the field's default; `--config FILE.yaml` gives
-values by field name and options given on the command line override them."""
+values by field name and options given on the command line override them. Verbs with a
+machine-readable result also get `--json`, which is output format, not part of the config.
+`emit` prints a verb's result and `run` maps errors to one line and an exit code."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +18,14 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from lmforge import render
 from lmforge.config import field_help, field_types, load_config
+from lmforge.errors import ExitCode, GateRefused, LmforgeError
 
+log = logging.getLogger("lmforge")
+STATE = {"debug": False}  # set by the root command's --debug
+
+JSON_HELP = "Print the result as one JSON document on stdout (and nothing else there)."
 CONFIG_HELP = (
     "YAML file of option: value pairs (names as below, with underscores); "
     "options on the command line override it."
@@ -36,15 +46,19 @@ def _show(default: Any) -> str:
     return str(default)
 
 
-def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable]:
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def config_command(cls: type, *positional: str, json_output: bool = False) -> Decorator:
     """Decorate a click command body `fn(config)` with options for every field of `cls`.
 
-    Fields named in `positional` become arguments (a list field takes any number)."""
+    Fields named in `positional` become arguments (a list field takes any number). With
+    `json_output` the body is `fn(config, as_json)` and the command takes `--json`."""
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         fields = dataclasses.fields(cls)
         hints = field_types(cls)
-        params: list[Callable] = []
+        params: list[Decorator] = []
         for f in fields:
             tp = hints[f.name]
             default = (
@@ -78,6 +92,10 @@ def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable
                     help=help_text,
                 )
             )
+        if json_output:
+            params.append(
+                click.option("--json", "as_json", is_flag=True, default=False, help=JSON_HELP)
+            )
         params.append(
             click.option(
                 "--config",
@@ -89,6 +107,7 @@ def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable
 
         @functools.wraps(fn)
         def command(config_file: Path | None, **values: Any) -> Any:
+            as_json = values.pop("as_json", False)
             ctx = click.get_current_context()
             overrides = {}
             for name, value in values.items():
@@ -99,10 +118,57 @@ def config_command(cls: type, *positional: str) -> Callable[[Callable], Callable
                     value = list(value) if isinstance(value, tuple) else value
                 if given:
                     overrides[name] = value
-            return fn(load_config(cls, config_file, overrides))
+            config: object = load_config(cls, config_file, overrides)
+            return fn(config, as_json) if json_output else fn(config)
 
+        decorated: Callable[..., Any] = command
         for param in reversed(params):
-            command = param(command)
-        return command
+            decorated = param(decorated)
+        return decorated
 
     return decorate
+
+
+def emit(
+    document: Any, as_json: bool, table: Callable[[Any], None], refusal: GateRefused | None = None
+) -> None:
+    """Print a verb's result (`table(document)`, or the JSON document), then fail with the
+    refusal that the verb's own function decided on, if any: the result is printed either way."""
+    if as_json:
+        render.json_document(document)
+    else:
+        table(document)
+    if refusal is not None:
+        raise refusal
+
+
+def run(group: click.Group, argv: list[str] | None) -> None:
+    """Run the CLI: our errors become one line on stderr and their exit code."""
+    try:
+        # Without standalone mode click returns the code of a `click.exceptions.Exit`.
+        code = group.main(args=argv, prog_name="lmforge", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("lmforge: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except LmforgeError as exc:
+        if STATE["debug"]:
+            log.exception("failed")
+        click.echo(f"lmforge: error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("lmforge: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if STATE["debug"]:
+            raise
+        click.echo(
+            f"lmforge: internal error: {type(exc).__name__}: {exc} "
+            "(re-run with --debug for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(ExitCode.ERROR)

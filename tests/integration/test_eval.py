@@ -136,7 +136,7 @@ def test_suite_with_every_task_and_a_failing_gate(
         "eval", str(other), "--suite", str(suite), "--baseline", str(teacher),
         "--report", str(tmp_path / "cmp"),
     )  # fmt: skip
-    assert compared.returncode == 1, compared.stderr[-2000:]
+    assert compared.returncode == 8, compared.stderr[-2000:]
     comparison = _report(tmp_path / "cmp")["comparison"]
     assert not comparison["passed"] and any(not r["passed"] for r in comparison["rows"])
     assert "FAILED" in compared.stdout and (tmp_path / "cmp" / "comparison.png").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -82,8 +83,16 @@ def full_flow(env: dict[str, str], teacher: Path, student: Path, home: Path) -> 
     gate.write_text("metrics:\n  valid_loss: {better: lower, max_regression: 0.0}\n")
     ok(env, "registry", "promote", "ptb", better, "--gate", str(gate))
     refused = lmforge(env, "registry", "promote", "ptb", worse, "--gate", str(gate))
-    assert refused.returncode == 5, refused.stdout
+    assert refused.returncode == 8, refused.stdout  # the gate's own exit code
     assert "regressed" in refused.stdout and f"refused: v{worse} regresses" in refused.stderr
+    verdict = lmforge(env, "registry", "promote", "ptb", worse, "--gate", str(gate), "--json")
+    assert verdict.returncode == 8 and f"refused: v{worse} regresses" in verdict.stderr
+    document = json.loads(verdict.stdout)  # stdout is the one JSON document
+    assert (document["moved"], document["previous"], document["version"]) == (False, better, worse)
+    [row] = document["gate"]["rows"]
+    assert (row["metric"], row["verdict"], row["better"]) == ("valid_loss", "regressed", "lower")
+    assert row["baseline"] == losses[better] and row["candidate"] == losses[worse]
+    assert document["gate"]["passed"] is False
     forced = ok(
         env,
         "registry",
@@ -99,6 +108,12 @@ def full_flow(env: dict[str, str], teacher: Path, student: Path, home: Path) -> 
     assert f"@production → v{worse}" in forced
     shown = ok(env, "registry", "show", "ptb@production")
     assert '"force_reason": "smaller for edge"' in shown
+    described = json.loads(ok(env, "registry", "show", "ptb@production", "--json"))
+    assert (described["version"], described["aliases"]) == (worse, ["production"])
+    listed = json.loads(ok(env, "registry", "list", "ptb", "--json"))["versions"]
+    assert [(v["version"], v["aliases"]) for v in listed] == sorted(
+        [(worse, ["production"]), (better, [])]
+    )
     assert '"parent": "ptb/1"' in ok(env, "registry", "show", "ptb/2")
     assert f"@production: v{worse} → v{better}" in ok(env, "registry", "rollback", "ptb")
     assert f"ptb/{better}: verified" in ok(env, "registry", "pull", "models:/ptb@production")

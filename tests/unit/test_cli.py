@@ -137,3 +137,107 @@ def test_log_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(r["level"] == "warning" and "split is empty" in r["message"] for r in records)
+
+
+def test_help_documents_the_exit_codes() -> None:
+    text = CliRunner().invoke(cli, ["--help"]).output
+    assert "Exit codes:" in text
+    for line in (
+        "  0  success",
+        "  1  error",
+        "  2  bad option",
+        "  8  the promotion gate refused",
+    ):
+        assert line in text
+    promote = CliRunner().invoke(cli, ["registry", "promote", "--help"], terminal_width=200)
+    assert "exit code is 8 when the gate refuses" in " ".join(promote.output.split())
+
+
+JSON_VERBS = [
+    ("data", "inspect"),
+    ("eval",),
+    ("registry", "register"),
+    ("registry", "list"),
+    ("registry", "show"),
+    ("registry", "promote"),
+]
+
+
+@pytest.mark.parametrize("verb", JSON_VERBS)
+def test_machine_readable_verbs_take_json(verb: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*verb, "--help"], terminal_width=200)
+    assert "--json" in result.output and "one JSON document on stdout" in result.output
+
+
+def test_data_inspect_json_is_the_only_thing_on_stdout(tmp_path: Path) -> None:
+    import json
+
+    corpus_file = tmp_path / "tiny.txt"
+    corpus_file.write_text("just one short line of text here\nand another line of text\n")
+    out = tmp_path / "o"
+    prepared = run_cli(
+        "data", "prepare", str(corpus_file), "--output", str(out), "--vocab-size", "300"
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    result = run_cli("data", "inspect", str(out), "--json", "--samples", "1")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is True and set(document["files"].values()) == {"ok"}
+    assert document["dataset"] == str(out) and document["split"] == "train"
+    assert document["manifest"]["splits"]
+    (out / "train.bin").write_bytes(b"\0\0")
+    broken = run_cli("data", "inspect", str(out), "--json")
+    assert broken.returncode == 1 and json.loads(broken.stdout)["files"]["train.bin"] != "ok"
+
+
+def test_pipeline_captures_fields_of_a_steps_json() -> None:
+    from lmforge.errors import LmforgeError
+    from lmforge.pipeline.run import Step, capture
+
+    step = Step(
+        "register", "registry register m --json", capture={"v": "version", "p": "gate.passed"}
+    )
+    assert capture(step, '{"version": "3", "gate": {"passed": true}}') == {"v": "3", "p": "true"}
+    with pytest.raises(LmforgeError, match=r"no 'gate\.passed' in its output for p"):
+        capture(step, '{"version": "3"}')
+    with pytest.raises(LmforgeError, match="not one JSON document") as caught:
+        capture(step, "registered models:/m/3")
+    assert "--json" in caught.value.one_line()
+
+
+def test_registry_documents_are_assembled_from_versions() -> None:
+    from types import SimpleNamespace
+
+    from lmforge.registry.info import describe, diff_rows
+
+    def version(number: str, loss: float, config: str) -> SimpleNamespace:
+        tags = {
+            "lmforge.metric.valid_loss": repr(loss),
+            "lmforge.parent": "m/1" if number == "2" else "",
+            "lmforge.training_config": config,
+        }
+        return SimpleNamespace(
+            name="m",
+            version=number,
+            aliases=["production"] if number == "1" else [],
+            creation_timestamp=0,
+            run_id="r",
+            source="s",
+            tags=tags,
+        )
+
+    left = describe(version("1", 3.0, '{"lr": 0.001}'))
+    right = describe(version("2", 3.5, '{"lr": 0.0'))  # a tag cut short
+    assert (left["metrics"], left["config"], right["config"]) == (
+        {"valid_loss": 3.0},
+        {"lr": 0.001},
+        {},
+    )
+    rows = {row["field"]: row for row in diff_rows(left, right)}
+    assert rows["metrics.valid_loss"] == {
+        "field": "metrics.valid_loss",
+        "left": "3.0000",
+        "right": "3.5000",
+        "differs": True,
+    }
+    assert rows["parent"]["right"] == "m/1" and rows["config.lr"]["right"] == "-"

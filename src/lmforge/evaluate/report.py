@@ -3,39 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from lmforge import gate
 from lmforge.evaluate.suite import Suite
+from lmforge.gate import Better, Gate, Rule
 
 
 def compare(
     candidate: dict[str, Any], baseline: dict[str, Any], suite: Suite, default_regression: float
 ) -> dict[str, Any]:
-    """Per quality metric: both values, the relative change, and pass/fail against the gate
-    (regression = how much worse, relative to the baseline, in the metric's direction)."""
-    rows = []
-    for task, metrics in candidate["tasks"].items():
-        for metric, value in metrics.items():
-            key = f"{task}.{metric}"
-            rule = suite.rule(key, default_regression)
-            base = baseline["tasks"].get(task, {}).get(metric)
-            if rule is None or base is None:
-                continue
-            scale = abs(base) or 1.0
-            worse = (base - value) if rule.better == "higher" else (value - base)
-            regression = worse / scale
-            rows.append(
-                {
-                    "metric": key,
-                    "candidate": value,
-                    "baseline": base,
-                    "change": (value - base) / scale,
-                    "better": rule.better,
-                    "max_regression": rule.max_regression,
-                    "passed": regression <= rule.max_regression + 1e-12,
-                }
-            )
-    return {"rows": rows, "passed": all(r["passed"] for r in rows)}
+    """Per quality metric both models have: both values, the relative change, and pass/fail
+    against the suite's gate (lmforge.gate; regression = how much worse, relative to the
+    baseline, in the metric's direction)."""
+
+    def flat(report: dict[str, Any]) -> dict[str, float]:
+        return {f"{t}.{m}": v for t, values in report["tasks"].items() for m, v in values.items()}
+
+    # The suite parser admits only higher, lower or None as `better`.
+    rules = {
+        p: Rule(cast(Better | None, r.better), r.max_regression) for p, r in suite.gate.items()
+    }
+    result = gate.compare(Gate(rules, default_regression), flat(baseline), flat(candidate))
+    rows = [c.to_json() for c in result.checks if c.compared]
+    return {"rows": rows, "passed": result.passed}
 
 
 def _number(value: float) -> str:

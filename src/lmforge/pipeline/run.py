@@ -1,11 +1,15 @@
 """`lmforge pipeline run PIPELINE.yaml`: the steps of a model's life from one YAML file, each an
 lmforge command run as its own process. A step whose output exists (and that finished before)
-is skipped; `--fresh` redoes everything. The quickstart is one such file."""
+is skipped; `--fresh` redoes everything. The quickstart is one such file.
+
+A step's `capture` names fields of the JSON document its command prints with `--json`
+(`{version: version}`, or a dotted path such as `gate.passed`); a step that exits with the
+gate's refusal code is `refused`, any other non-zero exit `failed`."""
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import shlex
 import shutil
 import subprocess
@@ -16,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lmforge.errors import ConfigError, LmforgeError
+from lmforge.errors import ConfigError, ExitCode, LmforgeError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ class Step:
     name: str
     run: str
     creates: str = ""
-    capture: dict[str, str] = field(default_factory=dict)
+    capture: dict[str, str] = field(default_factory=dict)  # variable: field of its --json
     may_fail: bool = False
     serve: bool = False
     banner: str = ""  # printed (with the variables filled in) before the step runs
@@ -87,6 +91,17 @@ def load_pipeline(path: Path | str, overrides: dict[str, Any] | None = None) -> 
     return Pipeline(spec.get("name", path.stem), variables, steps)
 
 
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` items as variables."""
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set: {item!r} is not NAME=VALUE")
+        values[name] = value
+    return values
+
+
 def builtin_pipeline(name: str) -> Path:
     path = resources.files("lmforge.pipeline").joinpath(f"{name}.yaml")
     return Path(str(path))
@@ -107,10 +122,8 @@ def run_pipeline(
     pipeline: Pipeline, *, fresh: bool = False, serve: bool = True, echo: Any = print
 ) -> Pipeline:
     """Run the steps in order; stop at the first failure (a `may_fail` step only records it).
-    Captured values (regexes over a step's output) become variables of the later steps and
+    Captured values (fields of a step's JSON output) become variables of the later steps and
     are kept beside the markers, so a re-run that skips the step still has them."""
-    import json
-
     values = dict(pipeline.variables)
     home = Path(_expand(str(values.get("home", ".lmforge/pipelines/" + pipeline.name)), values, ""))
     values["home"] = str(home)
@@ -147,9 +160,11 @@ def run_pipeline(
             return pipeline
         result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
         seconds = time.monotonic() - started
-        sys.stdout.write(result.stdout)
+        if not step.capture:  # a captured step's output is a JSON document, not for people
+            sys.stdout.write(result.stdout)
         if result.returncode != 0:
-            status = "refused" if step.may_fail else "failed"
+            refused = result.returncode == ExitCode.GATE_REFUSED
+            status = "refused" if refused else "failed"
             pipeline.outcomes.append(
                 Outcome(step.name, status, seconds, f"exit {result.returncode}")
             )
@@ -157,18 +172,37 @@ def run_pipeline(
             if step.may_fail:
                 continue
             raise LmforgeError(f"pipeline step {step.name} failed (exit {result.returncode})")
-        captured = {}
-        for variable, pattern in step.capture.items():
-            match = re.search(pattern, result.stdout)
-            if match is None:
-                raise LmforgeError(f"step {step.name}: no {pattern!r} in its output for {variable}")
-            captured[variable] = match.group(1)
+        captured = capture(step, result.stdout)
+        for variable, value in captured.items():
+            echo(f"{title}: {variable} = {value}")
         values.update(captured)
         marker.write_text(json.dumps(captured), encoding="utf-8")
         pipeline.outcomes.append(Outcome(step.name, "done", seconds))
         echo(f"{title}: done in {seconds:.1f} s")
     echo(summary(pipeline, values))
     return pipeline
+
+
+def capture(step: Step, output: str) -> dict[str, str]:
+    """The step's `capture` fields, read from the one JSON document it printed."""
+    if not step.capture:
+        return {}
+    try:
+        document = json.loads(output)
+    except json.JSONDecodeError:
+        raise LmforgeError(
+            f"step {step.name}: its output is not one JSON document",
+            hint="a step that captures values must run its command with --json",
+        ) from None
+    captured = {}
+    for variable, path in step.capture.items():
+        value: Any = document
+        for key in path.split("."):
+            if not isinstance(value, dict) or key not in value:
+                raise LmforgeError(f"step {step.name}: no {path!r} in its output for {variable}")
+            value = value[key]
+        captured[variable] = value if isinstance(value, str) else json.dumps(value)
+    return captured
 
 
 def summary(pipeline: Pipeline, values: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from lmforge.errors import RegistryError
 
@@ -39,7 +40,7 @@ def use_store(experiment: str) -> str:
     return mlflow.create_experiment(experiment, artifact_location=artifacts)
 
 
-def client():  # -> mlflow.MlflowClient
+def client() -> Any:  # an mlflow.MlflowClient; mlflow ships no type information
     """A client on our store; an unreachable tracking server is a RegistryError naming it."""
     import mlflow
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from lmforge.errors import RegistryError
+from lmforge.registry.query import by_name
 from lmforge.registry.refs import ModelRef
 
 TAG = "lmforge."
@@ -21,7 +22,7 @@ def get_version(client: Any, ref: ModelRef) -> Any:
 def _find_version(client: Any, ref: ModelRef) -> Any:
     from mlflow.exceptions import MlflowException
 
-    versions = client.search_model_versions(f"name = '{ref.name}'")
+    versions = client.search_model_versions(by_name(ref.name))
     if not versions:
         known = ", ".join(sorted(m.name for m in client.search_registered_models())) or "none"
         raise RegistryError(f"no registered model {ref.name!r}", hint=f"registered: {known}")
@@ -51,4 +52,5 @@ def version_files(version: Any) -> dict[str, str]:
     raw = version.tags.get(f"{TAG}files_sha256")
     if not raw:
         raise RegistryError(f"version {version.name}/{version.version} has no recorded sha256s")
-    return json.loads(raw)
+    files: dict[str, str] = json.loads(raw)
+    return files
