@@ -3,9 +3,9 @@ training config, side by side for diff."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from lmforge.registry.register import stored_training_config
 from lmforge.registry.versions import TAG, version_metrics
 
 
@@ -26,7 +26,7 @@ def describe(version: Any) -> dict[str, Any]:
         "forced_by": tags.get(f"{TAG}forced_by", ""),
         "force_reason": tags.get(f"{TAG}force_reason", ""),
         "metrics": version_metrics(version),
-        "config": json.loads(tags.get(f"{TAG}training_config", "{}") or "{}"),
+        "config": stored_training_config(tags),
     }
 
 

@@ -1,168 +1,32 @@
-"""What train, distill and tune share: the LM data of a dataset dir, TrainingArguments from our
-options, and one `run_training` that owns the run: output checks, checkpoints and resume,
-MLflow tracking, the NaN guard, final metrics, and the atomically written model dir."""
+"""One `run_training` that owns a run for train, distill, tune trials and task fine-tuning:
+output checks, checkpoints and resume, MLflow tracking, the NaN guard, final metrics, and the
+atomically written model dir with its card."""
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lmforge.cards import ModelCard
 from lmforge.config import to_dict
 from lmforge.config.train import OptimOptions
-from lmforge.errors import ConfigError, DataError, ModelError
-from lmforge.fsutil import atomic_dir, sha256_file
-from lmforge.modelio import write_card
+from lmforge.errors import ConfigError, ModelError
+from lmforge.fsutil import atomic_dir
+from lmforge.train.args import is_main_process, process_rank, training_arguments, world_size
 from lmforge.train.checkpoints import checkpoint_dir_for, newest_complete_checkpoint
-from lmforge.train.dataset import PackedTokens
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LmData:
-    """The splits of a dataset dir as torch Datasets, plus what metrics need."""
-
-    dataset_dir: Path
-    manifest: dict[str, Any]
-    train: PackedTokens
-    valid: PackedTokens
-    train_sample: PackedTokens
-    test: PackedTokens | None
-    tokenizer_json: Path
-
-    def words(self, split: str) -> int | None:
-        return self.manifest["splits"][split].get("words")
-
-
-def lm_data(dataset_dir: Path, context_length: int, seed: int, windows: str) -> LmData:
-    from lmforge.data.manifest import read_manifest
-
-    manifest = read_manifest(dataset_dir)
-    dtype = manifest["dtype"]
-    eot = manifest["tokenizer"]["end_of_text_id"]
-    splits = manifest["splits"]
-    if splits["valid"]["tokens"] < 2:
-        raise DataError(
-            f"{dataset_dir} has an empty valid split: training needs one to evaluate on",
-            hint="prepare more data, or give --split with a larger valid fraction",
-        )
-
-    def split(name: str, mode: str, limit: int | None = None) -> PackedTokens:
-        path = dataset_dir / splits[name]["file"]
-        return PackedTokens(
-            path, dtype, context_length, mode=mode, seed=seed, pad_id=eot, limit=limit
-        )
-
-    valid = split("valid", "eval")
-    return LmData(
-        dataset_dir=dataset_dir,
-        manifest=manifest,
-        train=split("train", windows),
-        valid=valid,
-        # The train-valid gap is measured on as many train blocks as valid has.
-        train_sample=split("train", "eval", limit=len(valid)),
-        test=split("test", "eval") if splits["test"]["tokens"] >= 2 else None,
-        tokenizer_json=dataset_dir / manifest["tokenizer"]["file"],
-    )
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def process_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def is_main_process() -> bool:
-    return process_rank() == 0
-
-
-def pick_device(cfg: OptimOptions) -> str:
-    import torch
-
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA device is available")
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.device
-
-
-def training_arguments(
-    cfg: OptimOptions, checkpoint_dir: Path, *, best_metric: str = "eval_valid_loss"
-):
-    from transformers import TrainingArguments
-
-    processes = world_size()
-    if cfg.batch_size % (processes * cfg.grad_accum):
-        raise ConfigError(
-            f"batch_size: {cfg.batch_size} does not split over {processes} process(es) × "
-            f"{cfg.grad_accum} accumulation step(s)"
-        )
-    device = pick_device(cfg)
-    precision = cfg.precision
-    if precision == "auto":
-        import torch
-
-        precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and device != "cuda":
-        raise ConfigError("precision: fp16 needs CUDA; use fp32 or bf16 on CPU")
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    schedule = {"constant": "constant_with_warmup"}.get(cfg.lr_schedule, cfg.lr_schedule)
-    greater = not best_metric.endswith("loss")
-    return TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=cfg.batch_size // (processes * cfg.grad_accum),
-        per_device_eval_batch_size=max(8, cfg.batch_size // (processes * cfg.grad_accum)),
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=schedule,
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        adam_beta2=0.95,
-        max_grad_norm=cfg.max_grad_norm or 0.0,
-        max_steps=cfg.max_steps or -1,
-        num_train_epochs=cfg.epochs,
-        eval_strategy="steps",
-        eval_steps=cfg.eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.eval_steps,
-        save_total_limit=cfg.save_total_limit + 1,
-        load_best_model_at_end=True,
-        metric_for_best_model=best_metric,
-        greater_is_better=greater,
-        logging_steps=max(1, min(50, cfg.eval_steps // 4)),
-        logging_nan_inf_filter=False,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=device == "cpu",
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        ddp_backend=("gloo" if device == "cpu" else "nccl") if processes > 1 else None,
-        # Every GPT-2 parameter takes part in every step; searching for unused ones costs a
-        # pass over the autograd graph per step.
-        ddp_find_unused_parameters=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=device == "cuda",
-        remove_unused_columns=False,
-    )
 
 
 @dataclass
 class RunResult:
     output: Path
     metrics: dict[str, float]
-    card: dict[str, Any]
+    card: ModelCard | None  # None on the torchrun ranks that do not write the model dir
     run_id: str | None
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -176,11 +40,11 @@ class RunSpec:
     train_dataset: Any
     eval_datasets: dict[str, Any]
     final_metrics: Callable[[Any], dict[str, float]]
-    card: dict[str, Any]
+    card: ModelCard  # what the run knows up front; run_training adds config, metrics, run id
     tokens_per_step: int  # 0 when batches are padded to varying lengths (task fine-tuning)
     trainer_class: Any = None
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)
-    compute_metrics: Callable | None = None
+    compute_metrics: Callable[[Any], dict[str, float]] | None = None
     data_collator: Any = None
     best_metric: str = "eval_valid_loss"
     extra_callbacks: list[Any] = field(default_factory=list)
@@ -216,8 +80,9 @@ def quiet_transformers() -> None:
     """Our progress bar and log lines replace the library's per-step prints and shard bars."""
     import transformers
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    # transformers leaves its logging helpers unannotated.
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
@@ -268,8 +133,9 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
     if time_limit and cfg.schedule_by == "time":
         from lmforge.train.schedule import timed_scheduler_factory
 
-        # The Trainer builds its scheduler lazily at train(); this replaces that one method.
-        trainer.create_scheduler = timed_scheduler_factory(
+        # The Trainer builds its scheduler lazily at train(); this replaces that one method
+        # on this one instance, which is what mypy's method-assign warns about.
+        trainer.create_scheduler = timed_scheduler_factory(  # type: ignore[method-assign]
             trainer, cfg.lr_schedule, time_limit.deadline, cfg.max_time * 60
         )
     main = is_main_process()
@@ -296,7 +162,7 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
                 hint="lower --learning-rate or --max-grad-norm, then --resume",
             )
         if not main:
-            return RunResult(output, {}, {}, None)
+            return RunResult(output, {}, None, None)
         metrics = spec.final_metrics(trainer.model)
         metrics["steps"] = float(trainer.state.global_step)
         if spec.tokens_per_step:
@@ -322,47 +188,11 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
             (tmp / "training_args.bin").unlink(missing_ok=True)
             spec.tokenizer.save_pretrained(str(tmp))
             loss_curve(history, tmp / "loss_curve.png", f"{output.name}: loss")
-            card = write_card(
-                tmp,
-                {
-                    **spec.card,
-                    "training_config": params,
-                    "metrics": metrics,
-                    "mlflow_run_id": run_id,
-                },
-            )
+            card = replace(
+                spec.card, training_config=params, metrics=metrics, mlflow_run_id=run_id
+            ).write(tmp)
         if run_id:
             log_model_dir(output, metrics)
     if not cfg.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
     return RunResult(output, metrics, card, run_id, history)
-
-
-def dataset_lineage(data: LmData) -> dict[str, Any]:
-    return {
-        "dataset": {
-            "path": str(data.dataset_dir),
-            "manifest_sha256": sha256_file(data.dataset_dir / "manifest.json"),
-            "tokenizer_sha256": data.manifest["tokenizer"]["sha256"],
-        }
-    }
-
-
-def lm_final_metrics(data: LmData) -> Callable[[Any], dict[str, float]]:
-    """Exact valid/test losses and perplexities, plus the train–valid gap."""
-    from lmforge.train.metrics import perplexities, split_loss
-
-    def compute(model: Any) -> dict[str, float]:
-        out: dict[str, float] = {}
-        parts = [("valid", data.valid), ("train_sample", data.train_sample), ("test", data.test)]
-        for name, dataset in parts:
-            if dataset is None:
-                continue
-            total, tokens = split_loss(model, dataset)
-            words = data.words("train" if name == "train_sample" else name)
-            scored = perplexities(total, tokens, words if name != "train_sample" else None)
-            out.update({f"{name}_{k}": v for k, v in scored.items()})
-        out["train_valid_gap"] = out["valid_loss"] - out["train_sample_loss"]
-        return out
-
-    return compute
