@@ -7,6 +7,7 @@ Both are written atomically as sorted, indented JSON, the format these files hav
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ CARD = "lmforge.json"
 CARD_FORMAT = "lmforge.model/1"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "lmforge.dataset/1"
+WEIGHTS = "model.safetensors"  # the one weights file a model dir may hold
 
 
 def file_hashes(model_dir: Path) -> dict[str, str]:
@@ -30,10 +32,10 @@ def file_hashes(model_dir: Path) -> dict[str, str]:
     }
 
 
-def _read_json(path: Path, error: type[DataError] | type[ModelError]) -> Any:
+def _parse_json(path: Path, raw: bytes, error: type[DataError] | type[ModelError]) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path} is corrupt: {exc}") from exc
 
 
@@ -52,7 +54,7 @@ class Lineage:
     def of(cls, ref: str, card: ModelCard | None, relation: str, **extra: Any) -> Lineage:
         return cls(
             model=ref,
-            model_sha256=card.files.get("model.safetensors") if card else None,
+            model_sha256=card.files.get(WEIGHTS) if card else None,
             mlflow_run_id=card.mlflow_run_id if card else None,
             relation=relation,
             **extra,
@@ -121,7 +123,7 @@ class ModelCard:
 
     @property
     def weights_sha256(self) -> str | None:
-        return self.files.get("model.safetensors")
+        return self.files.get(WEIGHTS)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -174,7 +176,7 @@ class ModelCard:
         path = model_dir / CARD
         if not path.is_file():
             return None
-        raw = _read_json(path, ModelError)
+        raw = _parse_json(path, path.read_bytes(), ModelError)
         if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
             raise ModelError(f"{path} is not an lmforge model card ({CARD_FORMAT})")
         return cls.from_json(raw)
@@ -198,6 +200,7 @@ class DatasetManifest:
 
     directory: Path
     content: dict[str, Any]
+    sha256: str  # of the manifest file itself: what a model card records of its data
 
     @property
     def dtype(self) -> str:
@@ -218,11 +221,6 @@ class DatasetManifest:
     @property
     def canaries(self) -> dict[str, Any] | None:
         return self.content.get("canaries")
-
-    @property
-    def sha256(self) -> str:
-        """The hash of the manifest file itself: what a model card records of its data."""
-        return sha256_file(self.directory / MANIFEST)
 
     def split(self, name: str) -> SplitEntry:
         entry = self.content["splits"][name]
@@ -245,13 +243,14 @@ class DatasetManifest:
             raise DataError(f"dataset dir {dataset_dir} does not exist")
         if not path.is_file():
             raise DataError(f"{dataset_dir} is not a dataset dir: it has no {MANIFEST}")
-        raw = _read_json(path, DataError)
+        data = path.read_bytes()
+        raw = _parse_json(path, data, DataError)
         if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
             raise DataError(f"{path} is not an lmforge dataset manifest (format {MANIFEST_FORMAT})")
-        return cls(dataset_dir, raw)
+        return cls(dataset_dir, raw, hashlib.sha256(data).hexdigest())
 
     @staticmethod
     def write(dataset_dir: Path, content: dict[str, Any]) -> DatasetManifest:
         """Write `manifest.json` (no timestamps: the same input gives the same bytes)."""
         write_json_atomic(dataset_dir / MANIFEST, content)
-        return DatasetManifest(dataset_dir, content)
+        return DatasetManifest(dataset_dir, content, sha256_file(dataset_dir / MANIFEST))

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 END_OF_TEXT = "<|endoftext|>"
 # The label id that Hugging Face losses (and ours) skip: padding and unscored prompt tokens.
 IGNORE = -100
-WEIGHTS = "model.safetensors"
 # (layers, hidden, heads, context): distilgpt2 and gpt2 are the real GPT-2 shapes.
 PRESETS: dict[str, tuple[int, int, int, int]] = {
     "tiny": (2, 64, 2, 128),

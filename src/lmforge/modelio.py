@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lmforge.cards import CARD, ModelCard
+from lmforge.cards import CARD, WEIGHTS, ModelCard
 from lmforge.errors import ModelError
 from lmforge.fsutil import sha256_file
 
@@ -22,10 +22,8 @@ def refuse_pickle(model_dir: Path) -> None:
             f"{model_dir} holds pickle weights ({', '.join(pickled)}), which lmforge never loads",
             hint="convert them to model.safetensors (save_pretrained with safe_serialization)",
         )
-    if not (model_dir / "model.safetensors").is_file() and not any(
-        model_dir.glob("model-*.safetensors")
-    ):
-        raise ModelError(f"{model_dir} has no model.safetensors")
+    if not (model_dir / WEIGHTS).is_file() and not any(model_dir.glob("model-*.safetensors")):
+        raise ModelError(f"{model_dir} has no {WEIGHTS}")
 
 
 def file_problems(directory: Path, expected: dict[str, str], against: str) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmforge.cards import CARD, ModelCard
+from lmforge.cards import CARD, WEIGHTS, ModelCard
 from lmforge.errors import RegistryError
 from lmforge.modelio import verify_model_dir
 from lmforge.registry.store import client as store_client
@@ -102,7 +102,7 @@ def tags_for(card: ModelCard, parent: str | None) -> dict[str, str]:
     files = card.files
     tags = {
         f"{TAG}files_sha256": json.dumps(files, sort_keys=True),
-        f"{TAG}model_sha256": files.get("model.safetensors", ""),
+        f"{TAG}model_sha256": files.get(WEIGHTS, ""),
         f"{TAG}task": card.task,
         f"{TAG}dataset_sha256": card.dataset.manifest_sha256 if card.dataset else "",
         f"{TAG}parent": parent or "",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lmforge.cards import MANIFEST
 from lmforge.fsutil import sha256_file
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -68,7 +69,7 @@ def log_dataset(dataset_dir: Path) -> None:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    manifest = dataset_dir / "manifest.json"
+    manifest = dataset_dir / MANIFEST
     if not manifest.is_file():
         return
     with warnings.catch_warnings():
