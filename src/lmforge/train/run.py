@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.cards import ModelCard
 from lmforge.config import to_dict
@@ -18,6 +18,9 @@ from lmforge.errors import ConfigError, ModelError
 from lmforge.fsutil import atomic_dir
 from lmforge.train.args import is_main_process, process_rank, training_arguments, world_size
 from lmforge.train.checkpoints import checkpoint_dir_for, newest_complete_checkpoint
+
+if TYPE_CHECKING:
+    from lmforge.train.callbacks import NanGuard, TimeLimit
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +89,15 @@ def quiet_transformers() -> None:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
-def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
+def _trainer(
+    cfg: OptimOptions, spec: RunSpec, checkpoints: Path
+) -> tuple[Any, NanGuard, TimeLimit | None]:
+    """(Trainer, its NaN guard, its time limit or None) with our callbacks in place."""
     from transformers import EarlyStoppingCallback, Trainer
     from transformers.trainer_callback import PrinterCallback
 
     from lmforge.train.callbacks import MlflowMetrics, NanGuard, ProgressCallback, TimeLimit
-    from lmforge.train.plots import loss_curve
-    from lmforge.train.tracking import log_model_dir, tracked_run
 
-    quiet_transformers()
-    if cfg.schedule_by == "time" and world_size() > 1:
-        # Each rank would read its own clock: different rates, drifting replicas.
-        raise ConfigError("schedule_by: time runs in one process; use steps under torchrun")
-    output, checkpoints = check_output(cfg)
-    resume_from = newest_complete_checkpoint(checkpoints) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        log.warning("no complete checkpoint in %s: starting from the beginning", checkpoints)
     args = training_arguments(cfg, checkpoints, best_metric=spec.best_metric)
     nan_guard = NanGuard()
     callbacks = [nan_guard, ProgressCallback(spec.tokens_per_step), *spec.extra_callbacks]
@@ -138,6 +134,54 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
         trainer.create_scheduler = timed_scheduler_factory(  # type: ignore[method-assign]
             trainer, cfg.lr_schedule, time_limit.deadline, cfg.max_time * 60
         )
+    return trainer, nan_guard, time_limit
+
+
+def _throughput(
+    trainer: Any, runtime: float, tokens_per_step: int, started_step: int
+) -> dict[str, float]:
+    """Tokens per second since `started_step`: by the wall clock, with the periodic
+    evaluations, as a user sees it; and of the optimizer steps alone, comparable with a
+    training script that never evaluates."""
+    tokens = (trainer.state.global_step - started_step) * tokens_per_step
+    evaluating = sum(
+        value
+        for entry in trainer.state.log_history
+        if entry.get("step", 0) > started_step
+        for key, value in entry.items()
+        if key.startswith("eval_") and key.endswith("_runtime")
+    )
+    return {
+        "train_tokens_per_second": tokens / max(runtime, 1e-9),
+        "step_tokens_per_second": tokens / max(runtime - evaluating, 1e-9),
+    }
+
+
+def _save_model_dir(trainer: Any, spec: RunSpec, output: Path, card: ModelCard) -> ModelCard:
+    """Weights, tokenizer, loss curve and card, written atomically to `output`."""
+    from lmforge.train.plots import loss_curve
+
+    with atomic_dir(output, force=True) as tmp:
+        trainer.save_model(str(tmp))
+        # The Trainer pickles its arguments next to the weights; a model dir holds no pickle.
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        spec.tokenizer.save_pretrained(str(tmp))
+        loss_curve(trainer.state.log_history, tmp / "loss_curve.png", f"{output.name}: loss")
+        return card.write(tmp)
+
+
+def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
+    from lmforge.train.tracking import log_model_dir, tracked_run
+
+    quiet_transformers()
+    if cfg.schedule_by == "time" and world_size() > 1:
+        # Each rank would read its own clock: different rates, drifting replicas.
+        raise ConfigError("schedule_by: time runs in one process; use steps under torchrun")
+    output, checkpoints = check_output(cfg)
+    resume_from = newest_complete_checkpoint(checkpoints) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        log.warning("no complete checkpoint in %s: starting from the beginning", checkpoints)
+    trainer, nan_guard, time_limit = _trainer(cfg, spec, checkpoints)
     main = is_main_process()
     params = {k: v for k, v in to_dict(cfg).items() if k not in ("force", "resume")}
     params["world_size"] = world_size()
@@ -150,9 +194,7 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
         dataset_dir=spec.dataset_dir,
         parent_run_id=spec.parent_run_id,
     ) as run_id:
-        started_step = 0
-        if resume_from is not None:
-            started_step = int(resume_from.name.rsplit("-", 1)[1])
+        started_step = int(resume_from.name.rsplit("-", 1)[1]) if resume_from else 0
         outcome = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if nan_guard.bad_step is not None:
             best = trainer.state.best_model_checkpoint or "none yet"
@@ -167,30 +209,12 @@ def run_training(cfg: OptimOptions, spec: RunSpec) -> RunResult:
         metrics["steps"] = float(trainer.state.global_step)
         if spec.tokens_per_step:
             runtime = outcome.metrics["train_runtime"]
-            tokens = (trainer.state.global_step - started_step) * spec.tokens_per_step
-            # Wall clock, with the periodic evaluations, as a user sees it; and the optimizer
-            # steps alone, comparable with a training script that never evaluates.
-            evaluating = sum(
-                value
-                for entry in trainer.state.log_history
-                if entry.get("step", 0) > started_step
-                for key, value in entry.items()
-                if key.startswith("eval_") and key.endswith("_runtime")
-            )
-            metrics["train_tokens_per_second"] = tokens / max(runtime, 1e-9)
-            metrics["step_tokens_per_second"] = tokens / max(runtime - evaluating, 1e-9)
+            metrics.update(_throughput(trainer, runtime, spec.tokens_per_step, started_step))
         if time_limit and time_limit.hit:
             log.info("stopped by --max-time after %d steps", trainer.state.global_step)
         history = list(trainer.state.log_history)
-        with atomic_dir(output, force=True) as tmp:
-            trainer.save_model(str(tmp))
-            # The Trainer pickles its arguments next to the weights; a model dir holds no pickle.
-            (tmp / "training_args.bin").unlink(missing_ok=True)
-            spec.tokenizer.save_pretrained(str(tmp))
-            loss_curve(history, tmp / "loss_curve.png", f"{output.name}: loss")
-            card = replace(
-                spec.card, training_config=params, metrics=metrics, mlflow_run_id=run_id
-            ).write(tmp)
+        card = replace(spec.card, training_config=params, metrics=metrics, mlflow_run_id=run_id)
+        card = _save_model_dir(trainer, spec, output, card)
         if run_id:
             log_model_dir(output, metrics)
     if not cfg.keep_checkpoints:
