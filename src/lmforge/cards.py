@@ -90,6 +90,14 @@ class DatasetLineage:
     manifest_sha256: str
     tokenizer_sha256: str
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DatasetLineage:
+        return cls(
+            path=str(raw.get("path", "")),
+            manifest_sha256=str(raw.get("manifest_sha256", "")),
+            tokenizer_sha256=str(raw.get("tokenizer_sha256", "")),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -156,7 +164,7 @@ class ModelCard:
             training_config=dict(raw.get("training_config") or {}),
             metrics=dict(raw.get("metrics") or {}),
             mlflow_run_id=raw.get("mlflow_run_id"),
-            dataset=DatasetLineage(**dataset) if isinstance(dataset, dict) else None,
+            dataset=DatasetLineage.from_json(dataset) if isinstance(dataset, dict) else None,
             context_length=raw.get("context_length"),
             labels=raw.get("labels"),
             prompt=raw.get("prompt"),
