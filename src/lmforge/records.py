@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from lmforge.errors import DataError
 
@@ -74,7 +75,7 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _json_rows(path: Path, handle) -> Iterator[tuple[int, dict]]:
+def _json_rows(path: Path, handle: TextIO) -> Iterator[tuple[int, Mapping[str, object]]]:
     for number, line in enumerate(handle, 1):
         if not line.strip():
             continue
@@ -87,7 +88,9 @@ def _json_rows(path: Path, handle) -> Iterator[tuple[int, dict]]:
         yield number, record
 
 
-def _table_rows(path: Path, handle, fmt: str, header: bool) -> Iterator[tuple[int, dict]]:
+def _table_rows(
+    path: Path, handle: TextIO, fmt: str, header: bool
+) -> Iterator[tuple[int, Mapping[str, object]]]:
     csv.field_size_limit(sys.maxsize)
     if fmt == "tsv":
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)

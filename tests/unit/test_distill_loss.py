@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lmforge.hf import IGNORE
 from lmforge.train import distill_loss
-from lmforge.train.dataset import IGNORE
 from lmforge.train.distill_loss import distillation_loss
 
 

@@ -12,6 +12,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.robustness import KINDS, perturbation
 from lmforge.evaluate.scoring import LoadedModel, continuation_logprobs, greedy_tokens
 from lmforge.evaluate.suite import direction, load_suite
+from lmforge.prompts import CLASSIFY_TEMPLATE
 from lmforge.records import read_records
 from tests.conftest import build_model_dir
 
@@ -37,7 +38,7 @@ gate:
         )
     )
     assert [t.name for t in suite.tasks] == ["sst2", "robustness"]
-    assert suite.tasks[0].options.template == "{text}\nAnswer:"
+    assert suite.tasks[0].options.template == CLASSIFY_TEMPLATE
     assert suite.rule("sst2.accuracy", 0.02).max_regression == 0.01
     assert suite.rule("robustness.typos_accuracy_ratio", 0.02).max_regression == 0.5
     default = suite.rule("other.word_perplexity", 0.02)

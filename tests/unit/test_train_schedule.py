@@ -73,7 +73,7 @@ def test_schedule_by_time_needs_max_time() -> None:
 
 
 def test_bf16_autocast_is_allowed_on_cpu_and_fp16_is_not(tmp_path: Path) -> None:
-    from lmforge.train.setup import training_arguments
+    from lmforge.train.args import training_arguments
 
     base = {"data": "d", "output": "o", "device": "cpu", "max_steps": 10}
     args = training_arguments(

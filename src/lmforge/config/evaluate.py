@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge.config import option
+from lmforge.prompts import CLASSIFY_TEMPLATE, SUMMARY_TEMPLATE
 
 PERTURBATIONS = ("typos", "case", "whitespace", "punctuation")
 
@@ -95,7 +96,7 @@ class SummarizationTask(TaskData):
     `train --task summarization`), scored with ROUGE-1/2/L and BLEU against the references.
     Roles: document, summary."""
 
-    prompt: str = option("{document}\nTL;DR:\n", "Prompt template; {document} is the input.")
+    prompt: str = option(SUMMARY_TEMPLATE, "Prompt template; {document} is the input.")
     max_new_tokens: int = option(48, "Longest summary in tokens (it ends at a newline).", ge=1)
     no_repeat_ngram_size: int = option(3, "Never repeat an n-gram of this size (0 = off).")
     examples: int = option(3, "Summaries to show in the report.")
@@ -117,7 +118,7 @@ class ClassificationTask(TaskData):
         "Label value in the data → verbalizer words (zero-shot), or → the fine-tuned model's "
         "label name; every label in the data must be listed.",
     )
-    template: str = option("{text}\nAnswer:", "Prompt before the verbalizer; {text} is the input.")
+    template: str = option(CLASSIFY_TEMPLATE, "Prompt before the verbalizer; {text} is the input.")
 
     def problems(self) -> list[str]:
         out = self.data_problems(("text", "label"))

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.cards import DatasetManifest
 from lmforge.config.data import InspectConfig
-from lmforge.data.manifest import read_manifest, split_path
+from lmforge.data.manifest import split_path
 from lmforge.fsutil import sha256_file
 
 
@@ -44,7 +45,7 @@ def sample_documents(
 
 def inspect(cfg: InspectConfig) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     directory = Path(cfg.dataset)
-    manifest = read_manifest(directory)
+    manifest = DatasetManifest.read(directory).content
     checks = integrity(directory, manifest)
     samples = []
     if checks.get(f"{cfg.split}.bin") == "ok" and checks.get("tokenizer.json") == "ok":

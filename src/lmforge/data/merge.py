@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.cards import DatasetManifest
 from lmforge.config import build_config
 from lmforge.config.data import MergeConfig, PrepareConfig
 from lmforge.data.document import Document, StageStats
-from lmforge.data.manifest import MANIFEST, library_versions, read_manifest, split_path
+from lmforge.data.manifest import library_versions, split_path
 from lmforge.data.pack import ORDINAL_DTYPE
 from lmforge.data.prepare import PrepareResult, dedup_and_sample_stages, run_stages, split_entry
 from lmforge.data.split import SPLITS
 from lmforge.errors import DataError
-from lmforge.fsutil import atomic_dir, write_json_atomic
+from lmforge.fsutil import atomic_dir
 from lmforge.progress import progress_bar
 
 
@@ -79,7 +80,7 @@ def merge(cfg: MergeConfig) -> PrepareResult:
     from lmforge.data.tokenizer import load_tokenizer
 
     dirs = [Path(s) for s in cfg.shards]
-    manifests = [read_manifest(d) for d in dirs]
+    manifests = [DatasetManifest.read(d).content for d in dirs]
     order = _check_shards(dirs, manifests)
     dirs = [dirs[i] for i in order]
     manifests = [manifests[i] for i in order]
@@ -128,6 +129,6 @@ def merge(cfg: MergeConfig) -> PrepareResult:
             "versions": library_versions("tokenizers", "numpy", "datasketch", "scikit-learn"),
         }
         del manifest["shard"]
-        write_json_atomic(tmp / MANIFEST, manifest)
+        DatasetManifest.write(tmp, manifest)
     seconds["merge"] = time.perf_counter() - started
     return PrepareResult(Path(cfg.output), manifest, seconds)

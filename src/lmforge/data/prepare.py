@@ -16,20 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmforge.cards import MANIFEST_FORMAT, DatasetManifest
 from lmforge.config import to_dict
 from lmforge.config.data import PrepareConfig
 from lmforge.data.canary import canary_documents, make_canaries, manifest_entry
 from lmforge.data.clean import Normalizer, QualityFilter
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
-from lmforge.data.manifest import FORMAT, MANIFEST, library_versions
+from lmforge.data.manifest import library_versions
 from lmforge.data.pii import PiiRedactor
 from lmforge.data.sample import HashSampler, representative_ordinals
 from lmforge.data.sources import Reader, ReadOptions
 from lmforge.data.spill import SpillWriter, read_spill
 from lmforge.data.split import SPLITS, split_of
 from lmforge.errors import DataError
-from lmforge.fsutil import atomic_dir, sha256_file, write_json_atomic
+from lmforge.fsutil import atomic_dir, sha256_file
 from lmforge.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         work.rmdir()
 
         manifest: dict[str, Any] = {
-            "format": FORMAT,
+            "format": MANIFEST_FORMAT,
             "sources": reader.manifest_sources(),
             "options": content_options(cfg),
             "stages": [s.to_manifest() for s in stage_stats],
@@ -253,7 +254,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 "count": shard[1],
                 "deferred": ["dedup", "sample"],
             }
-        write_json_atomic(tmp / MANIFEST, manifest)
+        DatasetManifest.write(tmp, manifest)
     return PrepareResult(output, manifest, seconds)
 
 

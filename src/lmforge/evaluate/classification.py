@@ -11,6 +11,7 @@ from lmforge.evaluate.data import data_entry, task_records
 from lmforge.evaluate.result import Perturb, TaskResult
 from lmforge.evaluate.scoring import LoadedModel, classifier_probabilities, continuation_logprobs
 from lmforge.metrics import accuracy, confusion_matrix, macro_f1
+from lmforge.prompts import classify_prompt, label_continuation
 
 
 def run_classification(
@@ -54,17 +55,18 @@ def run_classification(
 def _label_scores(
     lm: LoadedModel, spec: ClassificationTask, texts: list[str], batch_size: int
 ) -> np.ndarray:
-    """[texts, labels] probabilities from log P(" " + verbalizer | template(text)),
-    normalised over the labels."""
-    verbalizers = [lm.encode(" " + word.strip()) for word in spec.labels.values()]
+    """[texts, labels] probabilities from log P(label_continuation(verbalizer) |
+    classify_prompt(text)), normalised over the labels: the scoring that serving does."""
+    verbalizers = [lm.encode(label_continuation(word)) for word in spec.labels.values()]
     pairs = [
-        (lm.encode(spec.template.replace("{text}", text)), verbalizer)
+        (lm.encode(classify_prompt(text, spec.template)), verbalizer)
         for text in texts
         for verbalizer in verbalizers
     ]
     scores = np.array(continuation_logprobs(lm, pairs, batch_size)).reshape(len(texts), -1)
-    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return scores / scores.sum(axis=1, keepdims=True)
+    weights: np.ndarray = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probabilities: np.ndarray = weights / weights.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def _fine_tuned(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lmforge.cards import DatasetManifest
 from lmforge.config.evaluate import TaskData
-from lmforge.data.manifest import read_manifest
 from lmforge.errors import DataError
 from lmforge.fsutil import sha256_file
 from lmforge.records import Record, read_records
@@ -16,8 +16,8 @@ def data_entry(path: str, split: str | None = None) -> dict[str, Any]:
     """{path, sha256} of a file; for a dataset dir, of the split's token file."""
     location = Path(path)
     if location.is_dir():
-        entry = read_manifest(location)["splits"][split or "test"]
-        return {"path": path, "split": split, "sha256": entry["sha256"]}
+        entry = DatasetManifest.read(location).split(split or "test")
+        return {"path": path, "split": split, "sha256": entry.sha256}
     return {"path": path, "sha256": sha256_file(location)}
 
 

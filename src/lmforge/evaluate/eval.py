@@ -106,7 +106,7 @@ def evaluate_model(ref: str, suite: Suite, batch_size: int) -> dict[str, Any]:
             bar.advance(1)
     return {
         "model": {"ref": ref, "kind": lm.kind, "model_sha256": lm.sha256},
-        "mlflow_run_id": (lm.card or {}).get("mlflow_run_id"),
+        "mlflow_run_id": lm.card.mlflow_run_id if lm.card else None,
         "load_seconds": load_seconds,
         "tasks": {name: result.metrics for name, result in done.items()},
         "details": details,

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmforge.cards import DatasetManifest
 from lmforge.config.evaluate import CanaryTask, ExtractionTask
-from lmforge.data.manifest import read_manifest
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.data import data_entry
 from lmforge.evaluate.result import TaskResult
@@ -32,7 +32,7 @@ CONTROLS = 8
 
 def training_dataset(lm: LoadedModel, given: str, task: str) -> Path:
     """The dataset dir named in the task, else the one the model's card says it trained on."""
-    path = given or (lm.card or {}).get("dataset", {}).get("path", "")
+    path = given or (lm.card.dataset.path if lm.card and lm.card.dataset else "")
     if not path:
         raise ConfigError(
             f"task {task}: name the training `dataset:` dir ({lm.ref} does not record one)"
@@ -53,7 +53,7 @@ def exposure(canary_nll: float, candidate_nll: np.ndarray, space_bits: float) ->
 def run_canary_exposure(lm: LoadedModel, spec: CanaryTask, batch_size: int) -> TaskResult:
     lm.require_lm("canary_exposure")
     directory = training_dataset(lm, spec.dataset, "canary_exposure")
-    inserted = read_manifest(directory).get("canaries")
+    inserted = DatasetManifest.read(directory).canaries
     if not inserted:
         raise DataError(
             f"{directory} holds no canaries",
@@ -65,7 +65,7 @@ def run_canary_exposure(lm: LoadedModel, spec: CanaryTask, batch_size: int) -> T
     rng = random.Random(spec.seed)
 
     def draw() -> str:
-        return sep.join(rng.choice(alphabet) for _ in range(digits))
+        return str(sep).join(rng.choice(alphabet) for _ in range(digits))
 
     candidates = [draw() for _ in range(spec.candidates)]
     controls = [draw() for _ in range(CONTROLS)]
@@ -107,13 +107,13 @@ def run_canary_exposure(lm: LoadedModel, spec: CanaryTask, batch_size: int) -> T
 def run_extraction(lm: LoadedModel, spec: ExtractionTask, batch_size: int) -> TaskResult:
     lm.require_lm("extraction")
     directory = training_dataset(lm, spec.dataset, "extraction")
-    manifest = read_manifest(directory)
+    manifest = DatasetManifest.read(directory)
     needed = spec.prefix_tokens + spec.match_tokens
     if needed > lm.positions:
         raise ConfigError(
             f"prefix_tokens + match_tokens = {needed} is above {lm.ref}'s {lm.positions} positions"
         )
-    ids = np.fromfile(directory / manifest["splits"]["train"]["file"], dtype=manifest["dtype"])
+    ids = np.fromfile(manifest.split_path("train"), dtype=manifest.dtype)
     if len(ids) < needed:
         raise DataError(f"{directory}: the train split has {len(ids)} tokens, fewer than {needed}")
     rng = np.random.default_rng(spec.seed)

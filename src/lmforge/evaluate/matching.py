@@ -18,7 +18,12 @@ from lmforge.metrics import accuracy, best_threshold, binary_f1, pearson, spearm
 
 
 def _similarities(
-    lm: LoadedModel, spec: MatchingTask, path: str, limit: int, batch_size: int, perturb
+    lm: LoadedModel,
+    spec: MatchingTask,
+    path: str,
+    limit: int,
+    batch_size: int,
+    perturb: Perturb | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     task = replace(spec, data=path, limit=limit)
     records = task_records(task, ("text_a", "text_b", spec.target))

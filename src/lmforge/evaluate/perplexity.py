@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmforge.cards import DatasetManifest
 from lmforge.config.evaluate import PerplexityTask
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.data import data_entry
 from lmforge.evaluate.result import Perturb, TaskResult
 from lmforge.evaluate.scoring import LoadedModel
+from lmforge.hf import IGNORE
 from lmforge.records import read_records
-from lmforge.train.dataset import IGNORE
+from lmforge.train.metrics import summed_loss
 
 
 @dataclass
@@ -85,8 +87,6 @@ def score_tokens(
     model: Any, ids: np.ndarray, context: int, stride: int, batch_size: int = 8
 ) -> Scored:
     """Sum the NLL of every token of `ids` after the first with sliding windows."""
-    from lmforge.train.metrics import summed_loss
-
     if stride < 1 or stride > context:
         raise ValueError(f"stride {stride} must be in [1, context {context}]")
     started = time.perf_counter()
@@ -141,11 +141,10 @@ def read_corpus(spec: PerplexityTask) -> Corpus:
 
 
 def _dataset_documents(directory: Path, split: str) -> list[str]:
-    from lmforge.data.manifest import read_manifest
     from lmforge.data.tokenizer import end_of_text_id, load_tokenizer
 
-    manifest = read_manifest(directory)
-    ids = np.fromfile(directory / manifest["splits"][split]["file"], dtype=manifest["dtype"])
+    manifest = DatasetManifest.read(directory)
+    ids = np.fromfile(manifest.split_path(split), dtype=manifest.dtype)
     tokenizer = load_tokenizer(str(directory))
     boundaries = np.flatnonzero(ids == end_of_text_id(tokenizer))
     starts = np.concatenate([[0], boundaries[:-1] + 1])

@@ -46,7 +46,9 @@ def _punctuation(word: str, rng: random.Random) -> str:
     return word + rng.choice(PUNCTUATION)
 
 
-def _per_word(edit: Callable[[str, random.Random], str], kind: str) -> Callable:
+def _per_word(
+    edit: Callable[[str, random.Random], str], kind: str
+) -> Callable[[str, float, int], str]:
     def perturb(text: str, rate: float, seed: int) -> str:
         rng = _rng(text, kind, seed)
         return " ".join(edit(w, rng) if rng.random() < rate else w for w in text.split(" "))

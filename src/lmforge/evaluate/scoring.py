@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmforge.cards import ModelCard
 from lmforge.errors import ModelError
 
 
@@ -21,7 +22,7 @@ class LoadedModel:
     ref: str
     model: Any
     tokenizer: Any
-    card: dict | None
+    card: ModelCard | None
     kind: str
 
     @property
@@ -30,7 +31,7 @@ class LoadedModel:
 
     @property
     def sha256(self) -> str | None:
-        return (self.card or {}).get("files", {}).get("model.safetensors")
+        return self.card.weights_sha256 if self.card else None
 
     @property
     def labels(self) -> list[str]:
@@ -44,15 +45,15 @@ class LoadedModel:
             )
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def load_for_eval(ref: str) -> LoadedModel:
     from transformers import GPT2ForSequenceClassification
 
-    from lmforge.train.model import load_pretrained
+    from lmforge.registry.resolve import open_model
 
-    model, tokenizer, card = load_pretrained(ref, kind="auto")
+    model, tokenizer, card = open_model(ref, kind="auto")
     model.eval()
     classifier = isinstance(model, GPT2ForSequenceClassification)
     return LoadedModel(ref, model, tokenizer, card, "classifier" if classifier else "lm")
@@ -64,7 +65,8 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def _device(model: Any) -> torch.device:
-    return next(model.parameters()).device
+    parameter: torch.Tensor = next(model.parameters())
+    return parameter.device
 
 
 @torch.no_grad()

@@ -108,7 +108,7 @@ def parse_task(entry: Any, where: str) -> TaskSpec:
             f"{where}: unknown task type {kind!r}", hint=f"types: {', '.join(TASK_TYPES)}"
         )
     name = str(values.pop("name", kind))
-    options = build_config(TASK_TYPES[kind], values, origin=f"{where} ({name})")
+    options: Any = build_config(TASK_TYPES[kind], values, origin=f"{where} ({name})")
     return TaskSpec(name, kind, options)
 
 

@@ -3,13 +3,13 @@ config, as plain dicts (what `--json` prints and the tables show), side by side 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from lmforge.config.registry import DiffConfig, ListConfig, ShowConfig
 from lmforge.registry.query import every_version
 from lmforge.registry.refs import ModelRef, parse_ref
+from lmforge.registry.register import stored_training_config
 from lmforge.registry.store import client as store_client
 from lmforge.registry.versions import TAG, get_version, version_metrics
 
@@ -33,19 +33,8 @@ def describe(version: Any) -> dict[str, Any]:
         "forced_by": tags.get(f"{TAG}forced_by", ""),
         "force_reason": tags.get(f"{TAG}force_reason", ""),
         "metrics": version_metrics(version),
-        "config": _training_config(version),
+        "config": stored_training_config(tags),
     }
-
-
-def _training_config(version: Any) -> dict[str, Any]:
-    raw = version.tags.get(f"{TAG}training_config", "") or "{}"
-    try:
-        config: dict[str, Any] = json.loads(raw)
-    except json.JSONDecodeError:
-        # A tag cut short at its length limit is not JSON; the rest of the version still shows.
-        log.warning("%s/%s: its training config tag is cut short", version.name, version.version)
-        return {}
-    return config
 
 
 def registration(version: Any) -> dict[str, Any]:

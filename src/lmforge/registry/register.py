@@ -1,6 +1,10 @@
 """`registry register`: verify a model dir, log it as artifacts (to its training run when that
 run is in this store, else to a new run), and only then create the model version, tagged with
-its sha256s, dataset hash, parent version and metrics."""
+its sha256s, dataset hash, parent version, metrics and training config.
+
+A model version's tag holds at most 5,000 characters, so a training config whose JSON is
+longer is stored whole across numbered tags (`training_config.0`, `.1`, ...) and joined back
+by `stored_training_config`; a shorter one keeps the single `training_config` tag."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lmforge.cards import CARD, WEIGHTS, ModelCard
 from lmforge.errors import RegistryError
 from lmforge.modelio import verify_model_dir
 from lmforge.registry.store import client as store_client
@@ -20,18 +25,21 @@ from lmforge.registry.versions import TAG
 log = logging.getLogger(__name__)
 EXPERIMENT = "lmforge-registry"
 RETRIES = 8
+# Under MLflow's 5,000-character limit on a model version's tag value.
+TAG_CHUNK = 4900
+CONFIG_TAG = f"{TAG}training_config"
 
 
-def _run_for(client: Any, card: dict[str, Any], model_dir: Path) -> str:
+def _run_for(client: Any, card: ModelCard, model_dir: Path) -> str:
     """The run holding the model dir's artifacts: its training run when that run is in this
     store and logged exactly this model dir, else a new run that we log the dir to."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    run_id = card.get("mlflow_run_id")
+    run_id = card.mlflow_run_id
     if run_id:
         try:
-            if _logged_card(client, run_id) == (model_dir / "lmforge.json").read_bytes():
+            if _logged_card(client, run_id) == (model_dir / CARD).read_bytes():
                 return run_id
         except (MlflowException, OSError):
             log.info("training run %s does not hold this model here; logging a new run", run_id)
@@ -40,19 +48,19 @@ def _run_for(client: Any, card: dict[str, Any], model_dir: Path) -> str:
         experiment_id=experiment_id, run_name=f"register {model_dir.name}"
     ) as run:
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
-        return run.info.run_id
+        return str(run.info.run_id)
 
 
 def _logged_card(client: Any, run_id: str) -> bytes:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        return Path(client.download_artifacts(run_id, "model/lmforge.json", tmp)).read_bytes()
+        return Path(client.download_artifacts(run_id, f"model/{CARD}", tmp)).read_bytes()
 
 
-def _parent_version(client: Any, card: dict[str, Any]) -> str | None:
+def _parent_version(client: Any, card: ModelCard) -> str | None:
     """NAME/VERSION of the registered version holding the parent's weights, if any."""
-    digest = (card.get("parent") or {}).get("model_sha256")
+    digest = card.parent.model_sha256 if card.parent else None
     if not digest:
         return None
     found = client.search_model_versions(f"tags.`{TAG}model_sha256` = '{digest}'")
@@ -62,18 +70,46 @@ def _parent_version(client: Any, card: dict[str, Any]) -> str | None:
     return f"{first.name}/{first.version}"
 
 
-def tags_for(card: dict[str, Any], parent: str | None) -> dict[str, str]:
-    files = card["files"]
+def config_tags(config: dict[str, Any]) -> dict[str, str]:
+    """The training config as JSON in one tag, or, when longer than a tag holds, in numbered
+    chunks (the single tag is then empty, so a reader of the old layout sees no config rather
+    than half of one)."""
+    text = json.dumps(config, sort_keys=True)
+    if len(text) <= TAG_CHUNK:
+        return {CONFIG_TAG: text}
+    chunks = [text[i : i + TAG_CHUNK] for i in range(0, len(text), TAG_CHUNK)]
+    return {CONFIG_TAG: "", **{f"{CONFIG_TAG}.{i}": chunk for i, chunk in enumerate(chunks)}}
+
+
+def stored_training_config(tags: dict[str, str]) -> dict[str, Any]:
+    """The training config that `config_tags` stored in a version's tags."""
+    text = tags.get(CONFIG_TAG, "")
+    if f"{CONFIG_TAG}.0" in tags:
+        parts: list[str] = []
+        while (part := tags.get(f"{CONFIG_TAG}.{len(parts)}")) is not None:
+            parts.append(part)
+        text = "".join(parts)
+    try:
+        config = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        # Versions registered before configs were stored whole hold a cut-off JSON text.
+        log.warning("the stored training config is truncated; showing it as text")
+        return {"truncated": text}
+    return config if isinstance(config, dict) else {}
+
+
+def tags_for(card: ModelCard, parent: str | None) -> dict[str, str]:
+    files = card.files
     tags = {
         f"{TAG}files_sha256": json.dumps(files, sort_keys=True),
-        f"{TAG}model_sha256": files.get("model.safetensors", ""),
-        f"{TAG}task": str(card.get("task", "lm")),
-        f"{TAG}dataset_sha256": str((card.get("dataset") or {}).get("manifest_sha256", "")),
+        f"{TAG}model_sha256": files.get(WEIGHTS, ""),
+        f"{TAG}task": card.task,
+        f"{TAG}dataset_sha256": card.dataset.manifest_sha256 if card.dataset else "",
         f"{TAG}parent": parent or "",
-        f"{TAG}parent_relation": str((card.get("parent") or {}).get("relation", "")),
-        f"{TAG}training_config": json.dumps(card.get("training_config", {}), sort_keys=True)[:4900],
+        f"{TAG}parent_relation": card.parent.relation if card.parent else "",
+        **config_tags(card.training_config),
     }
-    for name, value in (card.get("metrics") or {}).items():
+    for name, value in card.metrics.items():
         if isinstance(value, int | float) and math.isfinite(value):
             tags[f"{TAG}metric.{name}"] = repr(float(value))
     return tags
@@ -86,10 +122,12 @@ def register(model_dir: Path, name: str) -> Any:
     card = verify_model_dir(model_dir)
     if card is None:
         raise RegistryError(
-            f"{model_dir} has no lmforge.json, so its files cannot be verified",
+            f"{model_dir} has no {CARD}, so its files cannot be verified",
             hint="register model dirs written by lmforge train/distill",
         )
-    client = store_client()
+    # registry/store.client is not annotated yet; its MlflowClient is used untyped here.
+    open_client: Any = store_client
+    client = open_client()
     run_id = _run_for(client, card, model_dir)
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     try:

@@ -8,14 +8,14 @@ import logging
 import sys
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 
+from lmforge.cards import ModelCard
 from lmforge.config.serve import LOOPBACK, ServeConfig
-from lmforge.errors import ConfigError, ModelError
+from lmforge.errors import ConfigError
 from lmforge.fsutil import sha256_file
 from lmforge.logs import JsonFormatter
-from lmforge.modelio import read_card
+from lmforge.registry.resolve import resolve
 from lmforge.serve.auth import load_keys
 from lmforge.serve.engine import Engine
 from lmforge.serve.middleware import RequestIdFilter
@@ -24,28 +24,16 @@ from lmforge.serve.state import AppState, ModelInfo, warm_up
 log = logging.getLogger(__name__)
 
 
-def resolve(ref: str) -> tuple[Path, str, str | None]:
-    """(local model dir, name, registry version) for a model dir or a registry reference."""
-    from lmforge.registry.refs import is_registry_ref
-
-    if is_registry_ref(ref):
-        from lmforge.registry.pull import pull
-
-        path, version = pull(ref)
-        return path, version.name, str(version.version)
-    path = Path(ref).expanduser()
-    if not path.is_dir():
-        raise ModelError(f"model dir {ref} does not exist", hint="give a dir or models:/NAME@ALIAS")
-    return path, path.resolve().name, None
-
-
 def load(config: ServeConfig) -> tuple[Engine, ModelInfo]:
-    path, name, version = resolve(config.model)
+    model = resolve(config.model)
+    path = model.path
     engine = Engine(path, config)  # a ServeConfig is the engine's settings plus the server's
-    card = read_card(path) or {}
+    card = ModelCard.read(path)
     weights = path / "model.safetensors"
-    sha = card.get("files", {}).get("model.safetensors") or sha256_file(weights)
-    info = ModelInfo(config.model_name or name, version, sha, engine.max_seq_len, str(path))
+    sha = (card.weights_sha256 if card else None) or sha256_file(weights)
+    info = ModelInfo(
+        config.model_name or model.name, model.version, sha, engine.max_seq_len, str(path)
+    )
     return engine, info
 
 

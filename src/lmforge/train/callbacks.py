@@ -76,7 +76,7 @@ class ProgressCallback(TrainerCallback):
         args: TrainingArguments,
         state: TrainerState,
         control: TrainerControl,
-        logs: dict | None = None,
+        logs: dict[str, float] | None = None,
         **kw: Any,
     ) -> None:
         self.last.update({k: v for k, v in (logs or {}).items() if isinstance(v, float)})
@@ -86,7 +86,7 @@ class ProgressCallback(TrainerCallback):
         args: TrainingArguments,
         state: TrainerState,
         control: TrainerControl,
-        metrics: dict | None = None,
+        metrics: dict[str, float] | None = None,
         **kw: Any,
     ) -> None:
         if not state.is_world_process_zero:
@@ -115,7 +115,7 @@ class NanGuard(TrainerCallback):
         args: TrainingArguments,
         state: TrainerState,
         control: TrainerControl,
-        logs: dict | None = None,
+        logs: dict[str, float] | None = None,
         **kw: Any,
     ) -> None:
         loss = (logs or {}).get("loss")
@@ -151,7 +151,7 @@ class MlflowMetrics(TrainerCallback):
         args: TrainingArguments,
         state: TrainerState,
         control: TrainerControl,
-        logs: dict | None = None,
+        logs: dict[str, float] | None = None,
         **kw: Any,
     ) -> None:
         if not state.is_world_process_zero:

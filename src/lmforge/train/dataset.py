@@ -9,11 +9,10 @@ import torch
 from torch.utils.data import Dataset
 
 from lmforge.errors import DataError
+from lmforge.hf import IGNORE
 
-IGNORE = -100
 
-
-class PackedTokens(Dataset):
+class PackedTokens(Dataset[dict[str, torch.Tensor]]):
     """Windows of `context_length` tokens over a flat token file.
 
     - `random`: every epoch, window i starts at a fresh seeded offset (set_epoch);

@@ -19,25 +19,21 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
+from lmforge.cards import Lineage, ModelCard
 from lmforge.config.train import DistillConfig
 from lmforge.errors import ConfigError, ModelError
-from lmforge.train.dataset import IGNORE
+from lmforge.hf import IGNORE
+from lmforge.train.data import lm_data, open_dataset
 from lmforge.train.distill_loss import distillation_loss
-from lmforge.train.setup import (
-    RunResult,
-    RunSpec,
-    dataset_lineage,
-    lm_data,
-    lm_final_metrics,
-    run_training,
-)
+from lmforge.train.metrics import lm_final_metrics
+from lmforge.train.run import RunResult, RunSpec, run_training
 
 log = logging.getLogger(__name__)
 
 
 def teacher_layers_for(teacher_layers: int, student_layers: int) -> list[int]:
     """Evenly spaced teacher blocks, first and last included (12 → 6: 0, 2, 4, 7, 9, 11)."""
-    return np.linspace(0, teacher_layers - 1, student_layers).round().astype(int).tolist()
+    return [int(i) for i in np.linspace(0, teacher_layers - 1, student_layers).round()]
 
 
 def make_student(teacher: Any, layers: int, student_config: str) -> tuple[Any, dict[str, Any]]:
@@ -129,21 +125,13 @@ class DistillTrainer(Trainer):
 def distill(cfg: DistillConfig) -> RunResult:
     from transformers import set_seed
 
-    from lmforge.data.manifest import read_manifest
-    from lmforge.train.model import (
-        check_same_vocabulary,
-        lineage_of,
-        load_pretrained,
-        wrap_tokenizer,
-    )
+    from lmforge.hf import check_same_vocabulary, wrap_tokenizer
+    from lmforge.registry.resolve import open_model
 
     set_seed(cfg.seed)
-    teacher, tokenizer, card = load_pretrained(cfg.teacher)
-    dataset_dir = Path(cfg.data)
-    manifest = read_manifest(dataset_dir)
-    check_same_vocabulary(
-        tokenizer, wrap_tokenizer(dataset_dir / manifest["tokenizer"]["file"]), str(dataset_dir)
-    )
+    teacher, tokenizer, card = open_model(cfg.teacher)
+    dataset = open_dataset(Path(cfg.data))
+    check_same_vocabulary(tokenizer, wrap_tokenizer(dataset.tokenizer_file), str(dataset.directory))
     layers = cfg.student_layers or max(1, teacher.config.n_layer // 2)
     student, how = make_student(teacher, layers, cfg.student_config)
     if student.config.n_positions < teacher.config.n_positions and not cfg.context_length:
@@ -156,29 +144,25 @@ def distill(cfg: DistillConfig) -> RunResult:
         alpha_cos = 1.0 if student.config.n_embd == teacher.config.n_embd else 0.0
     elif alpha_cos > 0 and student.config.n_embd != teacher.config.n_embd:
         raise ModelError("alpha_cos needs the student's hidden size to equal the teacher's")
-    data = lm_data(dataset_dir, context, cfg.seed, cfg.windows)
+    data = lm_data(dataset, context, cfg.seed, cfg.windows)
     spec = RunSpec(
         model=student,
         tokenizer=tokenizer,
         train_dataset=data.train,
         eval_datasets={"valid": data.valid, "train": data.train_sample},
         final_metrics=lm_final_metrics(data),
-        card={
-            "task": "lm",
-            "parent": {
-                **lineage_of(cfg.teacher, card),
-                "relation": "distilled",
-                "student_init": how,
-            },
-            "distillation": {
+        card=ModelCard(
+            task="lm",
+            parent=Lineage.of(cfg.teacher, card, "distilled", student_init=how),
+            distillation={
                 "temperature": cfg.temperature,
                 "alpha_ce": cfg.alpha_ce,
                 "alpha_clm": cfg.alpha_clm,
                 "alpha_cos": alpha_cos,
             },
-            **dataset_lineage(data),
-            "context_length": context,
-        },
+            dataset=data.lineage(),
+            context_length=context,
+        ),
         tokens_per_step=cfg.batch_size * context,
         trainer_class=DistillTrainer,
         trainer_kwargs={
@@ -188,7 +172,7 @@ def distill(cfg: DistillConfig) -> RunResult:
             "alpha_clm": cfg.alpha_clm,
             "alpha_cos": alpha_cos,
         },
-        dataset_dir=dataset_dir,
+        dataset_dir=data.dataset_dir,
     )
     log.info("student: %d of the teacher's %d layers (%s)", layers, teacher.config.n_layer, how)
     return run_training(cfg, spec)

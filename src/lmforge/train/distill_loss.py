@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lmforge.train.dataset import IGNORE
+from lmforge.hf import IGNORE
 
 # fp32 elements per chunk (8 MB): a chunk's handful of temporaries stay in cache.
 CHUNK_ELEMENTS = 1 << 21
@@ -83,7 +83,8 @@ def distillation_loss(
     targets = torch.full_like(labels, IGNORE)
     targets[:, :-1] = labels[:, 1:]
     # reshape is a view of the model's contiguous logits: no (positions × vocab) copy.
-    return _FusedDistillationLoss.apply(
+    # torch leaves autograd.Function.apply unannotated.
+    loss: torch.Tensor = _FusedDistillationLoss.apply(  # type: ignore[no-untyped-call]
         student_logits.reshape(batch * seq, vocab),
         teacher_logits.reshape(batch * seq, vocab).detach(),
         targets.reshape(-1),
@@ -91,3 +92,4 @@ def distillation_loss(
         alpha_ce,
         alpha_clm,
     )
+    return loss

@@ -1,16 +1,21 @@
 """Exact language-modelling metrics over a whole split: summed token losses, token- and
-word-level perplexity (word-level = exp(total loss / words), so tokenizers compare fairly)."""
+word-level perplexity (word-level = exp(total loss / words), so tokenizers compare fairly).
+`summed_loss` and `perplexities` are public entry points that evaluation uses too."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from lmforge.train.dataset import IGNORE, PackedTokens
+from lmforge.hf import IGNORE
+from lmforge.train.dataset import PackedTokens
+
+if TYPE_CHECKING:
+    from lmforge.train.data import LmData
 
 
 @torch.no_grad()
@@ -48,3 +53,22 @@ def perplexities(total: float, tokens: int, words: int | None) -> dict[str, floa
     if words:
         out["word_perplexity"] = math.exp(total / words)
     return out
+
+
+def lm_final_metrics(data: LmData) -> Callable[[Any], dict[str, float]]:
+    """Exact valid/test losses and perplexities, plus the train–valid gap."""
+
+    def compute(model: Any) -> dict[str, float]:
+        out: dict[str, float] = {}
+        parts = [("valid", data.valid), ("train_sample", data.train_sample), ("test", data.test)]
+        for name, dataset in parts:
+            if dataset is None:
+                continue
+            total, tokens = split_loss(model, dataset)
+            words = data.words("train" if name == "train_sample" else name)
+            scored = perplexities(total, tokens, words if name != "train_sample" else None)
+            out.update({f"{name}_{k}": v for k, v in scored.items()})
+        out["train_valid_gap"] = out["valid_loss"] - out["train_sample_loss"]
+        return out
+
+    return compute

@@ -3,8 +3,9 @@ trained models:
 
 - classification: GPT2ForSequenceClassification on a .tsv/.csv/.jsonl with text and label
   columns; accuracy and macro-F1 on valid;
-- summarization: `document + "\\nTL;DR:\\n" + summary + <|endoftext|>`, with the loss on the
-  summary tokens only; JSONL with document and summary fields (like ../shared/data/xsum).
+- summarization: `lmforge.prompts.summary_prompt(document) + summary + <|endoftext|>`, with the
+  loss on the summary tokens only; JSONL with document and summary fields (like
+  ../shared/data/xsum). Evaluation and serving use that same prompt.
 """
 
 from __future__ import annotations
@@ -16,24 +17,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmforge.cards import Lineage, ModelCard
 from lmforge.config.train import TrainConfig
 from lmforge.errors import DataError
+from lmforge.hf import IGNORE
 from lmforge.metrics import macro_f1
-from lmforge.records import read_records
-from lmforge.train.dataset import IGNORE
-from lmforge.train.setup import RunResult, RunSpec, run_training
+from lmforge.prompts import SUMMARY_CUE
+from lmforge.records import Record, read_records
+from lmforge.registry.resolve import open_model
+from lmforge.train.run import RunResult, RunSpec, run_training
 
-TLDR = "\nTL;DR:\n"
 VALID_FRACTION = 0.05
 
 
-def split_off_valid(rows: list[dict[str, str]], seed: int) -> tuple[list, list]:
+def split_off_valid(rows: list[Record], seed: int) -> tuple[list[Record], list[Record]]:
     order = np.random.default_rng(seed).permutation(len(rows))
     cut = max(1, int(len(rows) * VALID_FRACTION))
     return [rows[i] for i in order[cut:]], [rows[i] for i in order[:cut]]
 
 
-class ListDataset(torch.utils.data.Dataset):
+class ListDataset(torch.utils.data.Dataset[dict[str, Any]]):
     def __init__(self, items: list[dict[str, Any]]) -> None:
         self.items = items
 
@@ -44,7 +47,7 @@ class ListDataset(torch.utils.data.Dataset):
         return self.items[index]
 
 
-def _rows(cfg: TrainConfig, fields: Sequence[str]) -> tuple[list, list]:
+def _rows(cfg: TrainConfig, fields: Sequence[str]) -> tuple[list[Record], list[Record]]:
     rows = read_records(Path(cfg.data), fields)
     if cfg.valid_data:
         return rows, read_records(Path(cfg.valid_data), fields)
@@ -54,14 +57,12 @@ def _rows(cfg: TrainConfig, fields: Sequence[str]) -> tuple[list, list]:
 def _classification(cfg: TrainConfig) -> RunSpec:
     from transformers import DataCollatorWithPadding
 
-    from lmforge.train.model import lineage_of, load_pretrained
-
     train_rows, valid_rows = _rows(cfg, (cfg.text_column, cfg.label_column))
     labels = sorted({r[cfg.label_column] for r in train_rows})
     unknown = {r[cfg.label_column] for r in valid_rows} - set(labels)
     if unknown:
         raise DataError(f"valid labels {sorted(unknown)} never occur in the training data")
-    model, tokenizer, card = load_pretrained(cfg.init, kind="classification")
+    model, tokenizer, card = open_model(cfg.init, kind="classification")
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
@@ -70,7 +71,7 @@ def _classification(cfg: TrainConfig) -> RunSpec:
     model.config.num_labels = len(labels)
     context = cfg.context_length or model.config.n_positions
 
-    def encode(rows: list[dict[str, str]]) -> ListDataset:
+    def encode(rows: list[Record]) -> ListDataset:
         encoded = tokenizer([r[cfg.text_column] for r in rows], truncation=True, max_length=context)
         return ListDataset(
             [
@@ -119,11 +120,11 @@ def _classification(cfg: TrainConfig) -> RunSpec:
         train_dataset=encode(train_rows),
         eval_datasets={"valid": valid},
         final_metrics=final_metrics,
-        card={
-            "task": "classification",
-            "labels": labels,
-            "parent": {**lineage_of(cfg.init, card), "relation": "fine-tuned"},
-        },
+        card=ModelCard(
+            task="classification",
+            labels=labels,
+            parent=Lineage.of(cfg.init, card, "fine-tuned"),
+        ),
         tokens_per_step=0,
         compute_metrics=compute_metrics,
         data_collator=DataCollatorWithPadding(tokenizer),
@@ -150,15 +151,14 @@ class PadWithIgnoredLabels:
 
 def _summarization(cfg: TrainConfig) -> RunSpec:
     from lmforge.train.metrics import perplexities, summed_loss
-    from lmforge.train.model import lineage_of, load_pretrained
 
     train_rows, valid_rows = _rows(cfg, (cfg.document_field, cfg.summary_field))
-    model, tokenizer, card = load_pretrained(cfg.init)
+    model, tokenizer, card = open_model(cfg.init)
     context = cfg.context_length or model.config.n_positions
-    prompt_ids = tokenizer(TLDR, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(SUMMARY_CUE, add_special_tokens=False)["input_ids"]
     eot = tokenizer.eos_token_id
 
-    def encode(rows: list[dict[str, str]]) -> ListDataset:
+    def encode(rows: list[Record]) -> ListDataset:
         items = []
         for row in rows:
             summary = tokenizer(row[cfg.summary_field], add_special_tokens=False)["input_ids"]
@@ -187,11 +187,11 @@ def _summarization(cfg: TrainConfig) -> RunSpec:
         train_dataset=encode(train_rows),
         eval_datasets={"valid": valid},
         final_metrics=final_metrics,
-        card={
-            "task": "summarization",
-            "prompt": TLDR,
-            "parent": {**lineage_of(cfg.init, card), "relation": "fine-tuned"},
-        },
+        card=ModelCard(
+            task="summarization",
+            prompt=SUMMARY_CUE,
+            parent=Lineage.of(cfg.init, card, "fine-tuned"),
+        ),
         tokens_per_step=0,
         data_collator=collate,
     )

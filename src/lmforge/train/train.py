@@ -8,43 +8,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lmforge.cards import Lineage, ModelCard
 from lmforge.config.train import TrainConfig
 from lmforge.errors import ConfigError
-from lmforge.train.setup import (
-    RunResult,
-    RunSpec,
-    dataset_lineage,
-    lm_data,
-    lm_final_metrics,
-    run_training,
-)
+from lmforge.train.data import lm_data, open_dataset
+from lmforge.train.metrics import lm_final_metrics
+from lmforge.train.run import RunResult, RunSpec, run_training
 
 log = logging.getLogger(__name__)
 
 
-def build_lm(cfg: TrainConfig, tokenizer_json: Path):
-    """(model, tokenizer, lineage) for language modelling on a dataset's tokenizer."""
+def build_lm(cfg: TrainConfig, tokenizer_json: Path) -> tuple[Any, Any, Lineage | None]:
+    """(model, tokenizer, parent) for language modelling on a dataset's tokenizer."""
     from transformers import GPT2LMHeadModel, set_seed
 
-    from lmforge.train.model import (
-        check_same_vocabulary,
-        lineage_of,
-        load_pretrained,
-        new_model_config,
-        wrap_tokenizer,
-    )
+    from lmforge.hf import END_OF_TEXT, check_same_vocabulary, new_model_config, wrap_tokenizer
+    from lmforge.registry.resolve import open_model
 
     dataset_tokenizer = wrap_tokenizer(tokenizer_json)
     if cfg.init:
-        model, tokenizer, card = load_pretrained(cfg.init)
+        model, tokenizer, card = open_model(cfg.init)
         check_same_vocabulary(tokenizer, dataset_tokenizer, str(tokenizer_json.parent))
-        return (
-            model,
-            tokenizer,
-            {"parent": {**lineage_of(cfg.init, card), "relation": "fine-tuned"}},
-        )
+        return model, tokenizer, Lineage.of(cfg.init, card, "fine-tuned")
     set_seed(cfg.seed)
-    eot = dataset_tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eot = dataset_tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    assert isinstance(eot, int)  # one token in, one id out
     config = new_model_config(
         cfg.model_size,
         len(dataset_tokenizer),
@@ -55,7 +43,7 @@ def build_lm(cfg: TrainConfig, tokenizer_json: Path):
         context_length=cfg.context_length,
         dropout=cfg.dropout,
     )
-    return GPT2LMHeadModel(config), dataset_tokenizer, {"parent": None}
+    return GPT2LMHeadModel(config), dataset_tokenizer, None
 
 
 def train(
@@ -67,11 +55,8 @@ def train(
         from lmforge.train.tasks import train_task
 
         return train_task(cfg, callbacks=callbacks, parent_run_id=parent_run_id)
-    dataset_dir = Path(cfg.data)
-    from lmforge.data.manifest import read_manifest
-
-    manifest = read_manifest(dataset_dir)
-    model, tokenizer, lineage = build_lm(cfg, dataset_dir / manifest["tokenizer"]["file"])
+    dataset = open_dataset(Path(cfg.data))
+    model, tokenizer, parent = build_lm(cfg, dataset.tokenizer_file)
     positions = model.config.n_positions
     context = cfg.context_length or min(positions, 1024)
     if context > positions:
@@ -79,7 +64,7 @@ def train(
             f"context_length: {context} is above the model's {positions} positions",
             hint=f"use --context-length {positions} or less",
         )
-    data = lm_data(dataset_dir, context, cfg.seed, cfg.windows)
+    data = lm_data(dataset, context, cfg.seed, cfg.windows)
     log.info(
         "model: %d layers × %d, %.2fM parameters; %d training windows of %d tokens",
         model.config.n_layer,
@@ -94,9 +79,9 @@ def train(
         train_dataset=data.train,
         eval_datasets={"valid": data.valid, "train": data.train_sample},
         final_metrics=lm_final_metrics(data),
-        card={"task": "lm", **lineage, **dataset_lineage(data), "context_length": context},
+        card=ModelCard(task="lm", parent=parent, dataset=data.lineage(), context_length=context),
         tokens_per_step=cfg.batch_size * context,
-        dataset_dir=dataset_dir,
+        dataset_dir=data.dataset_dir,
         extra_callbacks=list(callbacks),
         parent_run_id=parent_run_id,
     )

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,12 @@ class PruneOnValidLoss(TrainerCallback):
         self.trial = trial
 
     def on_evaluate(
-        self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kw: Any
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        metrics: dict[str, float] | None = None,
+        **kw: Any,
     ) -> None:
         import optuna
 
@@ -206,14 +212,14 @@ def _study_run(cfg: TuneConfig, name: str, space: dict[str, Any]) -> str:
         [experiment_id], filter_string=f"tags.lmforge_study = '{name}'", output_format="list"
     )
     if runs:
-        return runs[0].info.run_id
+        return str(runs[0].info.run_id)
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"study {name}", tags={"lmforge_study": name}
     ) as run:
         mlflow.log_params(
             {"sampler": cfg.sampler, "trials": cfg.trials, "space": yaml.safe_dump(space)}
         )
-        return run.info.run_id
+        return str(run.info.run_id)
 
 
 def report(
@@ -265,7 +271,10 @@ def _plots(study: Any, output: Path) -> list[Path]:
 
     logging.getLogger("optuna").setLevel(logging.ERROR)
     made = []
-    charts = [("optimization_history.png", vis.plot_optimization_history)]
+    # Optuna's plot functions differ in their signatures; each takes the study first.
+    charts: list[tuple[str, Callable[[Any], Any]]] = [
+        ("optimization_history.png", vis.plot_optimization_history)
+    ]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if len(complete) >= 2 and len({str(t.params) for t in complete}) >= 2:
         charts.append(("param_importances.png", vis.plot_param_importances))

@@ -1,15 +1,24 @@
-"""GPT-2 models: size presets for new models, loading a model dir to fine-tune, and the
-tokenizer wrapper that model dirs carry."""
+"""Hugging Face models and tokenizers: GPT-2 size presets, new model configs, loading a model
+dir (verified) or a hub name, the tokenizer wrapper that model dirs carry, and the constants
+every layer shares. A core module: `transformers` is imported inside the functions, so importing
+this module stays light (`lmforge --help` never loads torch)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lmforge.errors import ConfigError, ModelError
-from lmforge.modelio import looks_like_path, verify_model_dir
+from lmforge.modelio import verify_model_dir
+
+if TYPE_CHECKING:
+    from transformers import GPT2Config, PreTrainedTokenizerFast
+
+    from lmforge.cards import ModelCard
 
 END_OF_TEXT = "<|endoftext|>"
+# The label id that Hugging Face losses (and ours) skip: padding and unscored prompt tokens.
+IGNORE = -100
 # (layers, hidden, heads, context): distilgpt2 and gpt2 are the real GPT-2 shapes.
 PRESETS: dict[str, tuple[int, int, int, int]] = {
     "tiny": (2, 64, 2, 128),
@@ -18,6 +27,7 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "distilgpt2": (6, 768, 12, 1024),
     "gpt2": (12, 768, 12, 1024),
 }
+ModelKind = Literal["causal-lm", "classification", "auto"]
 
 
 def new_model_config(
@@ -30,7 +40,8 @@ def new_model_config(
     n_head: int = 0,
     context_length: int = 0,
     dropout: float = 0.1,
-):  # -> transformers.GPT2Config
+) -> GPT2Config:
+    """A GPT-2 config from a size preset; nonzero arguments override the preset's shape."""
     from transformers import GPT2Config
 
     layers, hidden, heads, context = PRESETS[preset]
@@ -53,11 +64,12 @@ def new_model_config(
     )
 
 
-def wrap_tokenizer(tokenizer_json: Path):  # -> transformers.PreTrainedTokenizerFast
+def wrap_tokenizer(tokenizer_json: Path) -> PreTrainedTokenizerFast:
     """A transformers tokenizer over a dataset's tokenizer.json, with GPT-2's special tokens."""
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(
+    # transformers leaves the fast tokenizer's constructor unannotated.
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_file=str(tokenizer_json),
         bos_token=END_OF_TEXT,
         eos_token=END_OF_TEXT,
@@ -66,10 +78,13 @@ def wrap_tokenizer(tokenizer_json: Path):  # -> transformers.PreTrainedTokenizer
     )
 
 
-def load_pretrained(ref: str, kind: str = "causal-lm") -> tuple[Any, Any, dict | None]:
-    """(model, tokenizer, card) from a model dir (verified), a registry reference
-    (`models:/NAME@ALIAS`, pulled and verified), or a hub name the user gave. `kind` "auto"
-    loads a fine-tuned classifier as one and anything else as a causal LM."""
+def load_pretrained(
+    location: str, kind: ModelKind = "causal-lm"
+) -> tuple[Any, Any, ModelCard | None]:
+    """(model, tokenizer, card) from a local model dir (verified first) or a hub name. A
+    registry reference is resolved to a dir before this (`registry.resolve.open_model`).
+    `kind` "auto" loads a fine-tuned classifier as one and anything else as a causal LM.
+    The model and tokenizer are transformers classes, typed Any: their stubs are partial."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -77,43 +92,27 @@ def load_pretrained(ref: str, kind: str = "causal-lm") -> tuple[Any, Any, dict |
         GPT2ForSequenceClassification,
     )
 
-    from lmforge.registry.refs import is_registry_ref
-
-    if is_registry_ref(ref):
-        from lmforge.registry.pull import pull
-
-        ref = str(pull(ref)[0])
-    card = None
-    path = Path(ref)
-    if path.is_dir():
-        card = verify_model_dir(path)
-    elif looks_like_path(ref):
-        raise ModelError(f"model dir {ref} does not exist")
+    path = Path(location)
+    card = verify_model_dir(path) if path.is_dir() else None
     try:
         if kind == "auto":
-            architectures = AutoConfig.from_pretrained(ref).architectures or []
+            architectures = AutoConfig.from_pretrained(location).architectures or []
             classifier = "GPT2ForSequenceClassification" in architectures
             kind = "classification" if classifier else kind
-        loader = GPT2ForSequenceClassification if kind == "classification" else AutoModelForCausalLM
-        model = loader.from_pretrained(ref, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(ref)
+        loader: Any = (
+            GPT2ForSequenceClassification if kind == "classification" else AutoModelForCausalLM
+        )
+        model = loader.from_pretrained(location, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load model {ref}: {exc}") from exc
+        raise ModelError(f"cannot load model {location}: {exc}") from exc
     if getattr(model.config, "model_type", "") != "gpt2":
-        raise ModelError(f"{ref} is a {model.config.model_type} model; lmforge trains GPT-2 models")
+        raise ModelError(
+            f"{location} is a {model.config.model_type} model; lmforge trains GPT-2 models"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, card
-
-
-def lineage_of(ref: str, card: dict | None) -> dict[str, Any]:
-    """How a model dir names the model it started from (its weights' hash and MLflow run)."""
-    card = card or {}
-    return {
-        "model": ref,
-        "model_sha256": card.get("files", {}).get("model.safetensors"),
-        "mlflow_run_id": card.get("mlflow_run_id"),
-    }
 
 
 def check_same_vocabulary(model_tokenizer: Any, dataset_tokenizer: Any, where: str) -> None:
