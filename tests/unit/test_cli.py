@@ -231,7 +231,7 @@ def test_registry_documents_are_assembled_from_versions() -> None:
     assert (left["metrics"], left["config"], right["config"]) == (
         {"valid_loss": 3.0},
         {"lr": 0.001},
-        {},
+        {"truncated": '{"lr": 0.0'},
     )
     rows = {row["field"]: row for row in diff_rows(left, right)}
     assert rows["metrics.valid_loss"] == {
