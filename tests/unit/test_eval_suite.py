@@ -11,7 +11,8 @@ import torch
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.robustness import KINDS, perturbation
 from lmforge.evaluate.scoring import LoadedModel, continuation_logprobs, greedy_tokens
-from lmforge.evaluate.suite import direction, load_suite
+from lmforge.evaluate.suite import load_suite
+from lmforge.gate import Gate, natural_direction
 from lmforge.prompts import CLASSIFY_TEMPLATE
 from lmforge.records import read_records
 from tests.conftest import build_model_dir
@@ -39,12 +40,13 @@ gate:
     )
     assert [t.name for t in suite.tasks] == ["sst2", "robustness"]
     assert suite.tasks[0].options.template == CLASSIFY_TEMPLATE
-    assert suite.rule("sst2.accuracy", 0.02).max_regression == 0.01
-    assert suite.rule("robustness.typos_accuracy_ratio", 0.02).max_regression == 0.5
-    default = suite.rule("other.word_perplexity", 0.02)
+    gate = Gate(suite.gate, default_regression=0.02)
+    assert gate.rule("sst2.accuracy").max_regression == 0.01
+    assert gate.rule("robustness.typos_accuracy_ratio").max_regression == 0.5
+    default = gate.rule("other.word_perplexity")
     assert (default.better, default.max_regression) == ("lower", 0.02)
-    assert suite.rule("other.tokens_per_second", 0.02) is None
-    assert [direction(m) for m in ("rougeL", "bleu", "exposure_mean", "examples")] == [
+    assert gate.rule("other.tokens_per_second") is None
+    assert [natural_direction(m) for m in ("rougeL", "bleu", "exposure_mean", "examples")] == [
         "higher",
         "higher",
         "lower",

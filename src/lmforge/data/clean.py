@@ -9,8 +9,7 @@ import textwrap
 import unicodedata
 
 from lmforge.data.document import Document, StageStats
-
-END_OF_TEXT = "<|endoftext|>"
+from lmforge.hf import END_OF_TEXT
 
 # Control characters (except newline and tab) and invisible format marks that only confuse
 # tokenization; mapped to None for str.translate.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lmforge.data.clean import END_OF_TEXT
 from lmforge.errors import DataError
+from lmforge.hf import END_OF_TEXT
 
 UNKNOWN = "<unk>"
 

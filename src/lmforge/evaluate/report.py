@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from lmforge import gate
 from lmforge.evaluate.suite import Suite
-from lmforge.gate import Better, Gate, Rule
+from lmforge.gate import Gate
 
 
 def compare(
@@ -20,11 +20,7 @@ def compare(
     def flat(report: dict[str, Any]) -> dict[str, float]:
         return {f"{t}.{m}": v for t, values in report["tasks"].items() for m, v in values.items()}
 
-    # The suite parser admits only higher, lower or None as `better`.
-    rules = {
-        p: Rule(cast(Better | None, r.better), r.max_regression) for p, r in suite.gate.items()
-    }
-    result = gate.compare(Gate(rules, default_regression), flat(baseline), flat(candidate))
+    result = gate.compare(Gate(suite.gate, default_regression), flat(baseline), flat(candidate))
     rows = [c.to_json() for c in result.checks if c.compared]
     return {"rows": rows, "passed": result.passed}
 

@@ -12,12 +12,12 @@ that a candidate must pass against a baseline.
     gate:                              # optional: task.metric patterns, first match wins
       sst2.accuracy: {max_regression: 0.01}
       "*perplexity": {max_regression: 0.05}   # better: higher|lower when not obvious
+                                       # (the rules of lmforge.gate)
 
 Relative paths in a suite are relative to the suite file, as in docker-compose and kustomize."""
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 from lmforge.config import build_config, read_yaml
 from lmforge.config.evaluate import TASK_TYPES
 from lmforge.errors import ConfigError
+from lmforge.gate import Rule, parse_rules
 
 
 @dataclass
@@ -36,15 +37,9 @@ class TaskSpec:
 
 
 @dataclass
-class GateRule:
-    better: str | None  # None: the metric's natural direction
-    max_regression: float
-
-
-@dataclass
 class Suite:
     tasks: list[TaskSpec]
-    gate: dict[str, GateRule] = field(default_factory=dict)
+    gate: dict[str, Rule] = field(default_factory=dict)  # lmforge.gate rules by pattern
     source: str = "(command line)"
 
     def task(self, name: str) -> TaskSpec:
@@ -52,31 +47,6 @@ class Suite:
             if spec.name == name:
                 return spec
         raise KeyError(name)
-
-    def rule(self, key: str, default_regression: float) -> GateRule | None:
-        """The gate rule of `task.metric`: the first matching pattern of the suite's gate, else
-        the default regression. None: not gated (counts, sizes, speeds and chosen thresholds
-        have no better direction, so they are gated only when the gate says which is better)."""
-        natural = direction(key.rsplit(".", 1)[-1])
-        for pattern, rule in self.gate.items():
-            if fnmatch.fnmatchcase(key, pattern):
-                better = rule.better or natural
-                return GateRule(better, rule.max_regression) if better else None
-        return GateRule(natural, default_regression) if natural else None
-
-
-# Substrings of metric names, checked in order: which way is better. Counts, sizes, speeds and
-# chosen thresholds are information, not quality, and are never gated.
-_LOWER = ("perplexity", "loss", "bits_per_byte", "exposure", "extraction", "matched_tokens")
-_HIGHER = ("rouge", "bleu", "accuracy", "f1", "spearman", "pearson")
-
-
-def direction(metric: str) -> str | None:
-    if any(word in metric for word in _LOWER):
-        return "lower"
-    if any(word in metric for word in _HIGHER):
-        return "higher"
-    return None
 
 
 def load_suite(path: Path) -> Suite:
@@ -92,7 +62,7 @@ def load_suite(path: Path) -> Suite:
     )
     for spec in suite.tasks:
         _relative_to(spec.options, path.parent)
-    suite.gate = parse_gate(raw.get("gate") or {}, f"suite {path}: gate")
+    suite.gate = parse_rules(raw.get("gate") or {}, f"suite {path}: gate")
     suite.source = str(path)
     check_names(suite, str(path))
     return suite
@@ -121,26 +91,6 @@ def _relative_to(options: Any, base: Path) -> None:
         value = getattr(options, name, "")
         if value and not Path(value).is_absolute():
             setattr(options, name, os.path.normpath(base / value))
-
-
-def parse_gate(raw: Any, where: str) -> dict[str, GateRule]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must map task.metric patterns to rules")
-    rules = {}
-    for pattern, rule in raw.items():
-        if not isinstance(rule, dict) or not {"max_regression"} <= set(rule) <= {
-            "better",
-            "max_regression",
-        }:
-            raise ConfigError(
-                f"{where}.{pattern}: expected {{max_regression: X}} or "
-                f"{{better: higher|lower, max_regression: X}}, got {rule!r}"
-            )
-        better = rule.get("better")
-        if better not in (None, "higher", "lower"):
-            raise ConfigError(f"{where}.{pattern}: better must be higher or lower, not {better!r}")
-        rules[str(pattern)] = GateRule(better, float(rule["max_regression"]))
-    return rules
 
 
 def check_names(suite: Suite, where: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from lmforge.cards import CARD, WEIGHTS, ModelCard
 from lmforge.errors import RegistryError
 from lmforge.modelio import verify_model_dir
+from lmforge.registry.query import by_tag
 from lmforge.registry.store import client as store_client
 from lmforge.registry.store import use_store
 from lmforge.registry.versions import TAG
@@ -63,7 +64,7 @@ def _parent_version(client: Any, card: ModelCard) -> str | None:
     digest = card.parent.model_sha256 if card.parent else None
     if not digest:
         return None
-    found = client.search_model_versions(f"tags.`{TAG}model_sha256` = '{digest}'")
+    found = client.search_model_versions(by_tag(f"{TAG}model_sha256", digest))
     if not found:
         return None
     first = min(found, key=lambda v: (v.name, int(v.version)))
