@@ -54,6 +54,7 @@ def build_model_dir(
     n_positions: int = 128,
     vocab_size: int = 0,
     seed: int = 0,
+    tie_word_embeddings: bool = True,
 ) -> Path:
     """A GPT-2 model dir with random weights and a small byte-level BPE tokenizer (its
     vocabulary is the model's unless `vocab_size` asks for a larger model vocabulary)."""
@@ -81,6 +82,7 @@ def build_model_dir(
         vocab_size=vocab_size or tokenizer.get_vocab_size(),
         bos_token_id=0,
         eos_token_id=0,
+        tie_word_embeddings=tie_word_embeddings,
     )
     GPT2LMHeadModel(config).eval().save_pretrained(path)
     tokenizer.save(str(path / "tokenizer.json"))

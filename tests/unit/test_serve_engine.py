@@ -80,6 +80,13 @@ def test_forward_matches_transformers_on_a_tiny_model(tiny_model: Path) -> None:
     assert_parity(tiny_model, vocab=300)
 
 
+def test_forward_reads_an_untied_lm_head(tmp_path: Path) -> None:
+    """With `tie_word_embeddings: false` the logits come from the model's own lm_head, not the
+    input embedding (served from the embedding, such a model's top tokens were wrong)."""
+    model_dir = build_model_dir(tmp_path / "untied", tie_word_embeddings=False)
+    assert_parity(model_dir, vocab=300)
+
+
 def test_forward_matches_transformers_on_a_distilgpt2_shaped_model(tmp_path: Path) -> None:
     model_dir = build_model_dir(
         tmp_path / "distil",

@@ -129,6 +129,17 @@ def read_weights(model_dir: Path, n_layer: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def output_embedding(state: dict[str, torch.Tensor], config: dict[str, object]) -> torch.Tensor:
+    """The LM head's [vocab, d_model] weight: the input embedding when tied (GPT-2's default),
+    else the model's own `lm_head.weight`."""
+    if config.get("tie_word_embeddings", True):
+        return state["wte.weight"]
+    head = state.get("lm_head.weight")
+    if head is None:
+        raise ModelError("the config unties the LM head, but the weights have no lm_head.weight")
+    return head
+
+
 class GPT2:
     """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU."""
 
@@ -174,7 +185,7 @@ class GPT2:
         wpe = state["wpe.weight"]
         model.wpe = nn.Embedding(wpe.shape[0], wpe.shape[1], _weight=wpe.clone(), _freeze=True)
         lm_head = nn.Linear(self.d_model, self.vocab_size, bias=False)
-        lm_head.weight.data = wte
+        lm_head.weight.data = output_embedding(state, config)
         model.lm_head = lm_head
         model.float()
         if quantize == "int8":
