@@ -163,7 +163,7 @@ def eval_cmd(config: EvalConfig, as_json: bool) -> None:
 
     \b
     Examples:
-      lmforge eval models/ptb --suite configs/eval-suite.yaml --report reports/ptb
+      lmforge eval models/ptb --suite configs/eval-ptb.yaml --report reports/ptb
       lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/p
       lmforge eval models/new --suite S.yaml --baseline models:/ptb@production --report R
     """

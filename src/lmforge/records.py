@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from lmforge.cards import MANIFEST
 from lmforge.errors import DataError
 
 FORMATS = ("jsonl", "tsv", "csv")
@@ -48,6 +49,12 @@ def read_records(
     """The first `limit` rows (0 = all) of `path`, keeping `fields`. Without a header row,
     fields are 0-based column numbers ("4"). TSV is split on tabs with no quoting (GLUE
     files hold unbalanced quotes); CSV follows the usual quoting rules."""
+    if path.is_dir():
+        kind = "a dataset dir" if (path / MANIFEST).is_file() else "a directory"
+        raise DataError(
+            f"task data {path} is {kind}; a task takes a labelled file",
+            hint="give a .jsonl, .tsv or .csv file with the task's fields",
+        )
     if not path.is_file():
         raise DataError(f"task data {path} does not exist")
     fmt = data_format(path, fmt)

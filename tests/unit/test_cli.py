@@ -241,3 +241,13 @@ def test_registry_documents_are_assembled_from_versions() -> None:
         "differs": True,
     }
     assert rows["parent"]["right"] == "m/1" and rows["config.lr"]["right"] == "-"
+
+
+def test_config_files_named_in_help_exist() -> None:
+    """Every `configs/...yaml` that an example in `--help` names is a real file."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    named = set(re.findall(r"configs/[\w./-]+\.yaml", (root / "src/lmforge/cli.py").read_text()))
+    assert named
+    assert sorted(n for n in named if not (root / n).is_file()) == []

@@ -131,3 +131,11 @@ def test_greedy_tokens_match_generate(lm: LoadedModel) -> None:
     ours = greedy_tokens(lm, prompt, 8)
     theirs = lm.model.generate(prompt, max_new_tokens=8, do_sample=False, min_new_tokens=8)
     assert np.array_equal(ours[0].numpy(), theirs[0, prompt.shape[1] :].numpy())
+
+
+def test_a_dataset_dir_given_as_task_data_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(DataError, match="is a dataset dir; a task takes a labelled file"):
+        read_records(tmp_path, ["text", "label"])
+    with pytest.raises(DataError, match="does not exist"):
+        read_records(tmp_path / "typo.tsv", ["text", "label"])

@@ -31,8 +31,18 @@ def test_time_running_out_first_drives_the_decay() -> None:
     assert lr_multiplier("cosine", 20, 10, 110, 1.0) == pytest.approx(0.0, abs=1e-12)
     assert lr_multiplier("cosine", 20, 10, 110, 1.7) == pytest.approx(0.0, abs=1e-12)
     assert lr_multiplier("linear", 20, 10, 110, 0.75) == pytest.approx(0.25)
-    # Warmup stays step-based.
-    assert lr_multiplier("cosine", 5, 10, 110, 0.9) == pytest.approx(0.5)
+    # The warmup is a share of the time too: 90% of the time spent at step 5 is long past it.
+    assert lr_multiplier("cosine", 5, 10, 110, 0.9) == pytest.approx(0.0245, abs=1e-4)
+
+
+def test_warmup_is_a_share_of_the_time_budget() -> None:
+    # --max-steps 2000 with a 10% warmup, but the time budget allows 44 steps: half of the
+    # warmup's time share gives half the rate, and the run ends near zero, not at the peak.
+    assert lr_multiplier("cosine", 10, 200, 2000, 0.05) == pytest.approx(0.5)
+    assert lr_multiplier("cosine", 22, 200, 2000, 0.5) == pytest.approx(0.5, abs=0.05)
+    assert lr_multiplier("cosine", 44, 200, 2000, 1.0) == pytest.approx(0.0, abs=1e-12)
+    # Steps ahead of the clock still warm up by steps.
+    assert lr_multiplier("cosine", 150, 200, 2000, 0.01) == pytest.approx(0.75)
 
 
 def test_timed_scheduler_reads_the_deadline_clock() -> None:

@@ -3,7 +3,8 @@
 With `--max-time`, a step-sized cosine is cut wherever the clock runs out when the machine is
 slower (or busier) than planned, so the run ends at a high learning rate. Here the decay's
 progress is max(steps done / max_steps, time spent / max_time): the schedule reaches its end
-at whichever comes first, and the time limit then stops the run with the rate near zero.
+at whichever comes first, and the time limit then stops the run with the rate near zero. The
+warmup likewise ends at its share of the steps or of the time, whichever comes first.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 
 
 def lr_multiplier(kind: str, step: int, warmup: int, total: int, time_fraction: float) -> float:
-    """The factor on the peak rate at `step` (HF's warmup: linear from 0 over `warmup` steps)."""
-    if step < warmup:
-        return step / max(1, warmup)
+    """The factor on the peak rate at `step` (HF's warmup: linear from 0 over `warmup` steps).
+    The warmup is the same share of the time budget as of the steps, so a run whose clock runs
+    out long before its steps still leaves its warmup in time (and ends near zero)."""
+    share = warmup / total if total > 0 else 0.0
+    if step < warmup and time_fraction < share:
+        return max(step / warmup, time_fraction / share)
     progress = (step - warmup) / max(1, total - warmup) if total > 0 else 0.0
     progress = min(1.0, max(progress, time_fraction))
     if kind == "cosine":
