@@ -104,7 +104,8 @@ TABLE_POSITIVES = [
     ("gitlab glpat-abcdefghij1234567890", "secret"),
     ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "secret"),
     (
-        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n"
+        "-----END OPENSSH PRIVATE KEY-----",
         "private_key",
     ),
     ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg\nAAAA (truncated paste)", "private_key"),

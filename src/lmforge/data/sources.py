@@ -233,9 +233,9 @@ class Reader:
                     except UnicodeDecodeError:
                         line = raw.decode(encoding, "replace")
                         # U+FFFD already in the text is not a replacement.
-                        replaced = line.count(_REPLACEMENT) - raw.decode(
-                            encoding, "ignore"
-                        ).count(_REPLACEMENT)
+                        replaced = line.count(_REPLACEMENT) - raw.decode(encoding, "ignore").count(
+                            _REPLACEMENT
+                        )
                         if replaced and not self._undecodable:
                             self._first_undecodable = f"{source.path}:{number}"
                         self._undecodable += replaced
