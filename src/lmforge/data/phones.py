@@ -31,7 +31,7 @@ _CHARS_PER_LOOKUP = 128
 _MAX_RUN_CHARS = 32
 
 # Possessive throughout, and a run may not start inside another: one pass over the text.
-_RUN = re.compile(r"(?<![\w+(.-])\(?\+?\d(?:[ ()./-]{0,3}+\d)*+")
+_RUN = re.compile(r"(?<![\w+(.-])\(?\+?\d(?:[ ()./-]{0,3}+\d){6,}+")  # 7+ digits
 _NANP_LAYOUT = re.compile(r"(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

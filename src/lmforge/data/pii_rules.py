@@ -162,23 +162,58 @@ def _ipv6_ok(match: re.Match[str]) -> bool:
 # "lib-4.0.2.1"), or a pre-release or build suffix after it ("4.0.2.1-rc1", "4.0.2.1+cu121").
 # Address context is not needed: a bare quad ("from 8.8.8.8", "host=10.0.0.1") is an address,
 # as it usually is in logs and configs.
-_VERSION_BEFORE = re.compile(
-    r"(?:\b(?:versions?|ver|vers|release[sd]?|rel|build|revision|rev|update[sd]?|upgraded?"
-    r"|downgraded?|patch|firmware|fw|driver|kernel|sdk|api level|installed|bump(?:ed)?"
-    r"|chapter|section|sec|clause|article|art|figure|fig|table|step|item|paragraph|§)"
-    r"\W{0,3}(?:\w+\W{1,3}){0,2}|\b[vV]\.?|[=~<>!]=|[\^~@]|[A-Za-z]-|[A-Za-z]_)$",
-    re.IGNORECASE,
+_VERSION_WORDS = frozenset(
+    [
+        "version",
+        "versions",
+        "ver",
+        "release",
+        "released",
+        "releases",
+        "build",
+        "revision",
+        "rev",
+        "update",
+        "updated",
+        "updates",
+        "upgrade",
+        "upgraded",
+        "downgrade",
+        "downgraded",
+        "patch",
+        "firmware",
+        "driver",
+        "kernel",
+        "sdk",
+        "installed",
+        "bump",
+        "bumped",
+        "chapter",
+        "section",
+        "clause",
+        "article",
+        "figure",
+        "paragraph",
+        "§",
+    ]
 )
-_VERSION_AFTER = re.compile(r"^(?:[-+~][A-Za-z]|[a-z]{1,5}\d)")
+_WORD = re.compile(r"[A-Za-z§]++")
+# Attached to the number: "v4", "V.4", "==4", "~=4", "^4", "@4", "lib-4", "lib_4".
+_VERSION_PREFIX = re.compile(r"(?:(?<![A-Za-z])[vV]\.?|[=~<>!]=|[\^~@]|[A-Za-z][-_])\Z")
+_VERSION_SUFFIX = re.compile(r"[-+~][A-Za-z]")  # 4.0.2.1-rc1, 4.0.2.1+cu121
 
 
 def _ipv4_ok(match: re.Match[str]) -> bool:
     if not _parses_as_ip(match.group(0)):
         return False
     text, start, end = match.string, match.start(), match.end()
-    before = text[max(0, start - 32) : start]
-    after = text[end : end + 6]
-    return not (_VERSION_BEFORE.search(before) or _VERSION_AFTER.match(after))
+    if _VERSION_PREFIX.search(text, max(0, start - 3), start):
+        return False
+    if _VERSION_SUFFIX.match(text, end, end + 6):
+        return False
+    # The version words among the three words before it, on the same line.
+    before = text[max(0, start - 40) : start].rpartition("\n")[2]
+    return not any(w.lower() in _VERSION_WORDS for w in _WORD.findall(before)[-3:])
 
 
 # Order matters: longer, more specific shapes first so that e.g. a card number inside an
