@@ -75,7 +75,7 @@ _TOKENS = re.compile(
 # an identifier starts) and checked afterwards, so no name is scanned twice.
 _ASSIGNMENT = re.compile(
     r"(?<![\w.-])(?P<name>[A-Za-z_][\w.-]{0,63}+)[\"']?+[ \t]{0,8}+(?::=|=>|[:=])[ \t]{0,8}+"
-    r"[\"']?+(?P<pii>[^\s\"'`<>,;]{8,512}+)"
+    r"[\"']?+(?P<pii>[^\s\"'`<>,;]{8,}+)"
 )
 _SECRET_NAME = re.compile(
     r"secret|token|passw(?:or)?d|pwd|api[_.-]?key|access[_.-]?key|private[_.-]?key"
