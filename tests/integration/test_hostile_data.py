@@ -66,6 +66,7 @@ ATTACKS: dict[str, Callable[[], str]] = {
     "phone: brackets": lambda: fill("(1"),
     "phone: country codes": lambda: fill("+1-"),
     "phone: distinct phone-shaped runs": phone_shaped_runs,
+    "phone: lists of trunk-prefixed groups": lambda: fill("0 12 34 56 78 0 12 34 56 78 0 1 x "),
 }
 
 

@@ -211,6 +211,16 @@ def test_phones_of_each_country_are_found() -> None:
         assert redact(f"tel {text} ok") == "tel <PHONE> ok", text
 
 
+def test_lists_of_numbers_in_one_run_are_split() -> None:
+    for text, out in (
+        ("555-123-4567 555-987-6543", "<PHONE> <PHONE>"),
+        ("030 1234567 / 030 7654321", "<PHONE> / <PHONE>"),
+        ("+33 1 42 68 53 00 +49 30 901820", "<PHONE> <PHONE>"),
+    ):
+        assert redact(text) == out, text
+    assert redact("DE00 1234 5678 9012 3456 78") == "DE00 1234 5678 9012 3456 78"
+
+
 def test_mapped_ipv6_is_redacted_whole() -> None:
     counts: Counter = Counter()
     assert redact("peer ::ffff:192.0.2.128 up", counts) == "peer <IP_ADDRESS> up"
