@@ -43,6 +43,40 @@ def test_undecodable_bytes_are_replaced_and_counted(tmp_path: Path) -> None:
     assert reader.stats.details["undecodable_bytes_replaced"] == 2
 
 
+def test_latin1_corpus_is_reported_with_count_and_first_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("plain ascii\ncaf\xe9 na\xefve\nr\xe9sum\xe9\n".encode("latin-1"))
+    with caplog.at_level("WARNING", logger="lmforge.data"):
+        found, reader = texts([str(path)])
+    assert found[1] == "caf\ufffd na\ufffdve"
+    assert reader.stats.details["undecodable_bytes_replaced"] == 4
+    (record,) = [r for r in caplog.records if "U+FFFD" in r.getMessage()]
+    assert "4 byte sequence(s)" in record.getMessage()
+    assert f"{path}:2" in record.getMessage() and "--encoding" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lmforge.data"):
+        found, reader = texts([str(path)], encoding="latin-1")
+    assert found == ["plain ascii", "café naïve", "résumé"]
+    assert reader.stats.details["undecodable_bytes_replaced"] == 0
+    assert not [r for r in caplog.records if "U+FFFD" in r.getMessage()]
+
+
+def test_encoding_option_is_checked() -> None:
+    from lmforge.config.data import PrepareConfig
+
+    def problems(encoding: str) -> list[str]:
+        cfg = PrepareConfig(inputs=["x"], output="o", encoding=encoding)
+        return [p for p in cfg.problems() if p.startswith("encoding")]
+
+    assert problems("latin-1") == [] and problems("utf-8-sig") == []
+    assert "not a known text encoding" in problems("klingon")[0]
+    assert "not ASCII-compatible" in problems("utf-16")[0]
+    cfg = PrepareConfig(inputs=["x"], output="o", pii_phone_region="XX")
+    assert any(p.startswith("pii_phone_region") for p in cfg.problems())
+
+
 def test_jsonl_bad_records_are_skipped_with_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text('{"text": "ok"}\n{not json\n{"body": "x"}\n["list"]\n{"text": "fine"}\n')

@@ -7,6 +7,25 @@ from dataclasses import dataclass
 from lmforge.config import option
 
 
+def _encoding_problems(encoding: str) -> list[str]:
+    """Inputs are split into lines on the byte 10, so the encoding must keep ASCII as is."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        return [f"encoding: {encoding!r} is not a known text encoding"]
+    if b"\n a".decode(encoding, "replace") != "\n a":
+        return [f"encoding: {encoding!r} is not ASCII-compatible (UTF-16/32 are not supported)"]
+    return []
+
+
+def _known_phone_region(region: str) -> bool:
+    from phonenumbers import SUPPORTED_REGIONS
+
+    return region in SUPPORTED_REGIONS
+
+
 @dataclass
 class PrepareConfig:
     """Options of `lmforge data prepare`."""
@@ -32,6 +51,11 @@ class PrepareConfig:
     text_field: str = option("text", "Field holding the text in .jsonl/.json/hf: records.")
     text_column: str = option("text", "Column holding the text in .csv/.tsv/.parquet files.")
     strict: bool = option(False, "Fail on the first malformed record instead of skipping it.")
+    encoding: str = option(
+        "utf-8",
+        "Text encoding of the input files (e.g. latin-1, cp1252); bytes that do not decode are "
+        "replaced with U+FFFD, counted in the manifest and reported with the first file:line.",
+    )
     strip_markup: bool = option(
         False, "Strip HTML tags/entities and wiki headings/templates while normalizing."
     )
@@ -64,6 +88,11 @@ class PrepareConfig:
     minhash_perm: int = option(128, "MinHash permutations (more: more accurate, slower).", ge=16)
     pii: bool = option(
         True, "Redact e-mails, phones, IPs, card numbers, IBANs and secrets to typed placeholders."
+    )
+    pii_phone_region: str = option(
+        "US",
+        "Country (ISO 3166 code) whose national layout is assumed for phone numbers written "
+        "without a country code; international numbers are found whatever it is.",
     )
     sample: str = option(
         "random",
@@ -106,6 +135,9 @@ class PrepareConfig:
             out.append("output: --output DIR is required")
         if self.max_chars < max(self.min_chars, 1):
             out.append(f"max_chars: {self.max_chars} is below min_chars {self.min_chars}")
+        out += _encoding_problems(self.encoding)
+        if not _known_phone_region(self.pii_phone_region):
+            out.append(f"pii_phone_region: {self.pii_phone_region!r} is not a region code like US")
         if self.canaries and self.shard:
             out.append(
                 "canaries: cannot be combined with --shard; prepare the shards without canaries"

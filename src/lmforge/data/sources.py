@@ -2,7 +2,9 @@
 
 Everything streams: files are read line by line (a `.json` array and a parquet row group are
 the only units read whole). Undecodable bytes are replaced and counted; malformed records are
-skipped and reported with file:line, or raise with `strict`.
+skipped and reported with file:line, or raise with `strict`. Files are decoded with
+`ReadOptions.encoding` (UTF-8 unless `--encoding` says otherwise); when bytes do not decode,
+the console says how many and where the first one is, since the replaced text is trained on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import glob
 import gzip
 import io
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +29,8 @@ FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".t
 FORMATS[".parquet"] = "parquet"
 BUILTIN_PREFIX = "builtin:"
 HF_PREFIX = "hf:"
-_BAD_UTF8_MARK = "\ufffd"
+_REPLACEMENT = "\ufffd"
+log = logging.getLogger("lmforge.data")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ReadOptions:
     text_field: str = "text"
     text_column: str = "text"
     strict: bool = False
+    encoding: str = "utf-8"
 
 
 def _format_of(path: Path) -> tuple[str | None, bool]:
@@ -134,6 +139,7 @@ class Reader:
                 check_builtin(spec)
         self._ordinal = 0
         self._undecodable = 0
+        self._first_undecodable = ""
         self.on_bytes: Callable[[int], None] = lambda n: None
 
     @property
@@ -157,6 +163,14 @@ class Reader:
                 yield doc
         self.stats.details["undecodable_bytes_replaced"] = self._undecodable
         self.stats.details["records_skipped"] = sum(self.stats.removed.values())
+        if self._undecodable:
+            log.warning(
+                "%d byte sequence(s) are not %s and were replaced with U+FFFD, first at %s; "
+                "if the corpus is in another encoding, pass --encoding (e.g. latin-1 or cp1252)",
+                self._undecodable,
+                self.options.encoding,
+                self._first_undecodable,
+            )
 
     def _spec_documents(self, spec: str) -> Iterator[Document]:
         if spec.startswith(BUILTIN_PREFIX):
@@ -202,7 +216,8 @@ class Reader:
         self.stats.details[f"sha256 {spec}"] = digest.hexdigest()
 
     def _lines(self, source: SourceFile) -> Iterator[str]:
-        """Decoded lines; bad UTF-8 is replaced with U+FFFD and counted, never fatal."""
+        """Decoded lines; undecodable bytes are replaced with U+FFFD and counted, never fatal."""
+        encoding = self.options.encoding
         handle: io.BufferedIOBase
         try:
             handle = gzip.open(source.path, "rb") if source.gzipped else open(source.path, "rb")
@@ -210,16 +225,20 @@ class Reader:
             raise DataError(f"cannot open input {source.path}: {exc.strerror}") from exc
         with handle:
             try:
-                for raw in handle:
+                for number, raw in enumerate(handle, 1):
                     if not source.gzipped:
                         self.on_bytes(len(raw))
                     try:
-                        yield raw.decode("utf-8")
+                        yield raw.decode(encoding)
                     except UnicodeDecodeError:
-                        line = raw.decode("utf-8", "replace")
-                        self._undecodable += line.count(_BAD_UTF8_MARK) - raw.decode(
-                            "utf-8", "ignore"
-                        ).count(_BAD_UTF8_MARK)
+                        line = raw.decode(encoding, "replace")
+                        # U+FFFD already in the text is not a replacement.
+                        replaced = line.count(_REPLACEMENT) - raw.decode(encoding, "ignore").count(
+                            _REPLACEMENT
+                        )
+                        if replaced and not self._undecodable:
+                            self._first_undecodable = f"{source.path}:{number}"
+                        self._undecodable += replaced
                         yield line
             except (OSError, EOFError) as exc:
                 raise DataError(f"input {source.path} is corrupt or truncated: {exc}") from exc

@@ -1,26 +1,39 @@
-"""Trainer callbacks: a progress bar with tokens/s, a NaN guard, a wall-clock limit, and
-per-step metric logging to the active MLflow run."""
+"""Trainer callbacks: progress with tokens/s (a bar, or log lines off a terminal), a NaN
+guard, a wall-clock limit, and per-step metric logging to the active MLflow run."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from lmforge.progress import stderr_console
+from lmforge.progress import ProgressLine, live_display, progress_disabled, stderr_console
 
 log = logging.getLogger("lmforge.train")
 
 
 class ProgressCallback(TrainerCallback):
-    """A rich progress bar (main process only) with loss, tokens/s and ETA."""
+    """Progress of the main process with loss, tokens/s and ETA: a rich bar on a terminal, a
+    log line at an interval when stderr is not one (lmforge.progress)."""
 
-    def __init__(self, tokens_per_step: int) -> None:
+    def __init__(
+        self,
+        tokens_per_step: int,
+        *,
+        live: bool | None = None,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.tokens_per_step = tokens_per_step
+        self.live = live
+        self.interval = interval
+        self.clock = clock
         self.progress: Any = None
+        self.line: ProgressLine | None = None
         self.started = 0.0
         self.first_step = 0
         self.last: dict[str, float] = {}
@@ -28,9 +41,19 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        import os
-
-        if not state.is_world_process_zero or os.environ.get("LMFORGE_NO_PROGRESS"):
+        if not state.is_world_process_zero or progress_disabled():
+            return
+        self.started = self.clock()
+        self.first_step = state.global_step
+        if not (live_display() if self.live is None else self.live):
+            self.line = ProgressLine(
+                "train",
+                state.max_steps,
+                "steps",
+                interval=self.interval,
+                clock=self.clock,
+                completed=state.global_step,
+            )
             return
         from rich.progress import (
             BarColumn,
@@ -54,22 +77,23 @@ class ProgressCallback(TrainerCallback):
         self.task = self.progress.add_task(
             "train", total=state.max_steps, completed=state.global_step, info=""
         )
-        self.started = time.perf_counter()
-        self.first_step = state.global_step
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        if self.progress is None:
+        if self.progress is None and self.line is None:
             return
-        elapsed = time.perf_counter() - self.started
+        elapsed = self.clock() - self.started
         rate = (state.global_step - self.first_step) * self.tokens_per_step / max(elapsed, 1e-9)
         info = f"{rate:,.0f} tok/s" if self.tokens_per_step else ""
         if "loss" in self.last:
             info += f" loss {self.last['loss']:.3f}"
         if "eval_valid_loss" in self.last:
             info += f" valid {self.last['eval_valid_loss']:.3f}"
-        self.progress.update(self.task, completed=state.global_step, info=info)
+        if self.line is not None:
+            self.line.update(completed=state.global_step, info=info.strip())
+        else:
+            self.progress.update(self.task, completed=state.global_step, info=info)
 
     def on_log(
         self,
@@ -101,6 +125,10 @@ class ProgressCallback(TrainerCallback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+        if self.line is not None:
+            self.line.update(completed=state.global_step)
+            self.line.finish()
+            self.line = None
 
 
 class NanGuard(TrainerCallback):
