@@ -133,10 +133,6 @@ def test_latin1_corpus_is_reported_on_the_console(tmp_path: Path) -> None:
     assert f"{corpus}:2" in console and "--encoding" in console
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lmforge/data/prepare.py to pass cfg.encoding to ReadOptions (lead's merge)",
-)
 def test_encoding_flag_decodes_latin1(tmp_path: Path) -> None:
     corpus = _latin1_corpus(tmp_path / "fr.txt")
     args = _prepare_args(corpus, tmp_path / "ds")

@@ -118,7 +118,9 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     owns: Callable[[int], bool] = (
         (lambda ordinal: ordinal % shard[1] == shard[0]) if shard else (lambda ordinal: True)
     )
-    options = ReadOptions(cfg.txt_mode, cfg.text_field, cfg.text_column, cfg.strict)
+    options = ReadOptions(
+        cfg.txt_mode, cfg.text_field, cfg.text_column, cfg.strict, encoding=cfg.encoding
+    )
     fixed = cfg.fixed_splits
     reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, owns, fixed)
     reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
@@ -133,7 +135,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         ),
     ]
     if cfg.pii:
-        stages.append(PiiRedactor())
+        stages.append(PiiRedactor(phone_region=cfg.pii_phone_region))
     if shard is None:
         stages += dedup_and_sample_stages(cfg)
     representative = cfg.representative_clusters > 0
