@@ -34,10 +34,10 @@ def test_an_unexpected_exception_is_a_500_with_the_request_id_logged_once(
     app.add_api_route("/v1/broken", broken, methods=["GET"])
     # raise_server_exceptions (the default): the exception must not escape the app, where
     # the ASGI server would log it a second time.
-    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
-        with caplog.at_level(logging.INFO):
-            given = client.get("/v1/broken", headers={"X-Request-ID": "given-id-1"})
-            made_up = client.get("/v1/broken")
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(app, headers=headers) as client, caplog.at_level(logging.INFO):
+        given = client.get("/v1/broken", headers={"X-Request-ID": "given-id-1"})
+        made_up = client.get("/v1/broken")
     assert given.status_code == 500 and given.headers["x-request-id"] == "given-id-1"
     assert given.json() == {
         "error": {

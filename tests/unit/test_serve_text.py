@@ -96,7 +96,7 @@ def test_an_unfinished_character_is_held_until_it_is_complete() -> None:
             return bytes(ids).decode("utf-8", errors="replace")
 
     detokenizer = Detokenizer(ByteTokenizer())  # type: ignore[arg-type]
-    ids = list("漢".encode()) + [ord("x")]
+    ids = [*"漢".encode(), ord("x")]
     shown = [detokenizer.add(ids[: i + 1])[0] for i in range(len(ids))]
     assert shown == ["", "", "漢", "x"]
     cut = Detokenizer(ByteTokenizer())  # type: ignore[arg-type]
