@@ -4,12 +4,14 @@ long the text grows; the caps on stop strings (request.py)."""
 
 from __future__ import annotations
 
+import random
 import time
+from pathlib import Path
 
 import pytest
 
 from lmforge.serve.request import MAX_STOP_CHARS, MAX_STOPS, SamplingParams
-from lmforge.serve.text import Detokenizer, StopMatcher
+from lmforge.serve.text import Detokenizer, StopMatcher, load_tokenizer
 
 
 class CharTokenizer:
@@ -121,3 +123,26 @@ def test_sampling_params_refuse_too_many_or_too_long_stops(
     assert SamplingParams(stop=("x" * MAX_STOP_CHARS,) * MAX_STOPS).problems() == []
     thirty_thousand = SamplingParams(stop=tuple(str(i) for i in range(30_000))).problems()
     assert len(thirty_thousand) == 1 and len(thirty_thousand[0]) < 200
+
+
+def test_decoding_a_few_ids_at_a_time_shows_what_decoding_all_would(tiny_model: Path) -> None:
+    """Random ids of a real byte-level tokenizer (characters split across tokens, invalid
+    bytes, special tokens): the pieces add up to the whole decode, with or without stops."""
+    tokenizer = load_tokenizer(tiny_model)
+    vocab = tokenizer.get_vocab_size()
+    rng = random.Random(0)
+    for _ in range(200):
+        ids = [rng.randrange(vocab) for _ in range(rng.randrange(1, 40))]
+        whole = tokenizer.decode(ids, skip_special_tokens=True)
+        stop = whole[len(whole) // 2 :][:3]
+        for stops in ((), (stop,) if stop else ()):
+            detokenizer = Detokenizer(tokenizer, stops)
+            pieces, hit = [], False
+            for end in range(1, len(ids) + 1):
+                piece, hit = detokenizer.add(ids[:end], final=end == len(ids))
+                pieces.append(piece)
+                if hit:
+                    break
+            shown = "".join(pieces) + detokenizer.flush()
+            assert shown == (whole[: whole.find(stop)] if stops else whole), (ids, stops)
+            assert hit == bool(stops)
