@@ -214,6 +214,17 @@ def test_forwarded_for_is_not_believed_from_an_unconfigured_proxy(server: Server
     assert [x["client"] for x in logged()] == ["127.0.0.1"]
 
 
+def test_no_answer_echoes_the_host_header(server: Server) -> None:
+    """Before: `/v1/models/` redirected to http://<whatever Host said>/v1/models."""
+    answer = httpx.get(
+        f"{server.url}/v1/models/",
+        headers={"Host": "evil.example", "Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    assert answer.status_code == 404 and "location" not in answer.headers
+    assert "evil.example" not in answer.text
+
+
 def test_docs_load_nothing_from_another_origin(server: Server) -> None:
     """Before: /docs loaded Swagger UI's script from a CDN, on the page where keys are typed."""
     page = httpx.get(f"{server.url}/docs", timeout=10)
