@@ -62,6 +62,31 @@ class ServeConfig(EngineSettings):
     )
     model_name: str = option("", "Name shown in /v1/models (default: the registry name or dir).")
     access_log: bool = option(True, "One JSON access-log line per request.")
+    docs: bool = option(True, "Serve the API browser at /docs (Swagger UI from a local copy).")
+    # The transport: what a client that connects directly may hold.
+    header_timeout: float = option(
+        10.0,
+        "Seconds a client has to send a request's line and headers, from connecting or from "
+        "the first byte of a later request (then 408 and the connection is closed).",
+        gt=0,
+    )
+    body_timeout: float = option(
+        30.0, "Seconds a client has to send a request's body once its headers are in.", gt=0
+    )
+    keep_alive_timeout: int = option(
+        30, "Seconds an idle connection stays open between requests.", ge=1
+    )
+    max_connections: int = option(
+        512,
+        "Open connections (or requests in progress) past which new requests get 503 "
+        "(0 = no limit).",
+        ge=0,
+    )
+    forwarded_allow_ips: list[str] = option(
+        [],
+        "Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, e.g. 127.0.0.1 "
+        "behind a local nginx (none by default: the client is the connection's peer).",
+    )
 
     def problems(self) -> list[str]:
         return [] if self.model else ["model: MODEL is required"]

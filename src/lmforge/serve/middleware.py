@@ -1,5 +1,6 @@
 """ASGI middleware (plain ASGI, so streaming responses pass through untouched): request IDs in
-and out and in every log line, JSON access logs with per-route metrics, and the body limit."""
+and out and in every log line, JSON access logs with per-route metrics, the last-resort 500,
+and the body limit."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,7 +20,9 @@ from lmforge.serve.schemas import error_body
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("lmforge.access")
-DRAIN_LIMIT = 64 << 20  # bodies over the limit but under this are read before the 413
+log = logging.getLogger(__name__)
+# An exception no handler took, and the request's path → the status and JSON body to answer.
+ErrorAnswer = Callable[[Exception, str], tuple[int, bytes]]
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -35,7 +39,10 @@ async def send_json(send: Send, status: int, body: bytes) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -43,13 +50,24 @@ async def send_json(send: Send, status: int, body: bytes) -> None:
 
 class RequestContext:
     """Request ID (taken from a well-formed `X-Request-ID` or made up), echoed in the response;
-    one access-log line and the request metrics when the response ends."""
+    one access-log line and the request metrics when the response ends. Outermost of our
+    middleware, it also answers what nothing else handled (`answer_error`, a 500 naming the
+    id), so no response leaves without its id and the framework and the server never see the
+    exception (each of which would log it again)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: set[str], log_access: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        routes: set[str],
+        log_access: bool,
+        answer_error: ErrorAnswer,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
         self.log_access = log_access
+        self.answer_error = answer_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,10 +82,12 @@ class RequestContext:
         path = scope["path"]
         route = path if path in self.routes else "other"
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
@@ -75,6 +95,14 @@ class RequestContext:
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started_response:
+                # Too late for a 500: ending without the rest of the body makes the server
+                # close the connection, so the client sees a cut-off answer, not a whole one.
+                log.error("unhandled error after the response started", exc_info=exc)
+            else:
+                code, body = self.answer_error(exc, path)
+                await send_json(send_with_id, code, body)
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
@@ -107,8 +135,9 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """413 for bodies over `limit` bytes: at once from Content-Length, or while reading a body
-    sent without one."""
+    """413 for bodies over `limit` bytes: at once from Content-Length, before any of the body
+    is read, or while reading a body sent without one. The server reads and drops the rest of
+    a body that still comes (within its body timeout), so the client gets to see the 413."""
 
     def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
         self.app = app
@@ -122,12 +151,6 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             self.metrics.rejections.labels("body_too_large").inc()
-            if int(length) <= DRAIN_LIMIT:
-                # Read and drop the body first: answering mid-upload makes most clients see
-                # a connection reset instead of the 413.
-                message = await receive()
-                while message.get("more_body"):
-                    message = await receive()
             refusal = BodyTooLarge(self.limit)
             body = json.dumps(error_body("request_too_large", refusal.detail)).encode()
             return await send_json(send, 413, body)

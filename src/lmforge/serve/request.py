@@ -12,6 +12,11 @@ from typing import Any
 
 from lmforge.errors import EngineError
 
+# Stop strings are matched on the engine thread at every token, so their number and length
+# bound what each token costs there. OpenAI allows 4; a stop string is a marker or a phrase.
+MAX_STOPS = 16
+MAX_STOP_CHARS = 64
+
 
 class InvalidRequest(EngineError):
     """A request the engine cannot run as given (the caller's mistake)."""
@@ -72,8 +77,14 @@ class SamplingParams:
             (-2 <= self.frequency_penalty <= 2, "frequency_penalty", "must be in [-2, 2]"),
             (0 <= self.logprobs <= 20, "logprobs", "must be in [0, 20]"),
             (all(self.stop), "stop", "stop strings must not be empty"),
+            (len(self.stop) <= MAX_STOPS, "stop", f"has more than {MAX_STOPS} stop strings"),
+            (
+                all(len(s) <= MAX_STOP_CHARS for s in self.stop),
+                "stop",
+                f"has a stop string over {MAX_STOP_CHARS} characters",
+            ),
         ]
-        return [f"{name}={getattr(self, name)!r} {why}" for ok, name, why in checks if not ok]
+        return [f"{name}={_shown(getattr(self, name))} {why}" for ok, name, why in checks if not ok]
 
     @property
     def greedy(self) -> bool:
@@ -109,6 +120,12 @@ class SamplingParams:
             ignore_eos=bool(body.get("ignore_eos", False)),
             logprobs=body.get("logprobs") or 0,
         )
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value for an error message, cut short: the value may be as long as a request body."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _ids = itertools.count()

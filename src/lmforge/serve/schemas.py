@@ -4,11 +4,43 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from lmforge import prompts
+from lmforge.serve.request import MAX_STOP_CHARS, MAX_STOPS
 
-Stop = str | list[str] | None
+
+def _one_stop_error(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """One message for a bad `stop`, instead of one per branch of its union."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "stop",
+            f"must be a string or a list of at most {MAX_STOPS} non-empty strings, "
+            f"each of at most {MAX_STOP_CHARS} characters",
+        ) from None
+
+
+# Stop strings: the engine matches them at every token, so their number and length are
+# bounded ("" alone means none).
+StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+Stop = Annotated[
+    StopString
+    | Annotated[list[Annotated[StopString, Field(min_length=1)]], Field(max_length=MAX_STOPS)]
+    | None,
+    WrapValidator(_one_stop_error),
+]
 # A text with something in it: what every task route needs, said in the schema itself so
 # clients (and schemathesis) see the rule the server applies.
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from lmforge.cards import ModelCard
 from lmforge.config.serve import LOOPBACK, ServeConfig
@@ -20,6 +21,10 @@ from lmforge.serve.auth import load_keys
 from lmforge.serve.engine import Engine
 from lmforge.serve.middleware import RequestIdFilter
 from lmforge.serve.state import AppState, ModelInfo, warm_up
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,31 @@ def setup_access_log() -> None:
     access.propagate = False
 
 
+def uvicorn_config(app: ASGIApp, config: ServeConfig) -> uvicorn.Config:
+    """uvicorn's settings: the transport limits (head and body deadlines, idle keep-alive,
+    the connection cap, whose 503 is uvicorn's own) and the proxies believed."""
+    import uvicorn
+
+    from lmforge.serve.transport import deadline_protocol
+
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        http=deadline_protocol(config.header_timeout, config.body_timeout),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=int(config.drain_seconds) + 1,
+        timeout_keep_alive=config.keep_alive_timeout,
+        limit_concurrency=config.max_connections or None,
+        # uvicorn believes X-Forwarded-* from 127.0.0.1 unless told otherwise: any local
+        # process could then pose as any client.
+        proxy_headers=bool(config.forwarded_allow_ips),
+        forwarded_allow_ips=config.forwarded_allow_ips or None,
+    )
+
+
 def serve(config: ServeConfig) -> None:
     import uvicorn
 
@@ -116,18 +146,7 @@ def serve(config: ServeConfig) -> None:
                 time.sleep(0.05)
             self.should_exit = True
 
-    server = DrainingServer(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=int(config.drain_seconds) + 1,
-            timeout_keep_alive=30,
-        )
-    )
+    server = DrainingServer(uvicorn_config(app, config))
     stop_watching = threading.Event()
     if config.watch_alias:
         from lmforge.registry.refs import is_registry_ref
