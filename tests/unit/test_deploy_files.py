@@ -217,7 +217,7 @@ def test_the_ingress_hides_metrics_and_admin_by_its_path_rules_alone() -> None:
     the public routes, so /metrics, /admin/... and anything unlisted get the controller's 404."""
     from lmforge.serve.http.app import create_app
 
-    routes = {route.path for route in create_app(None).routes}  # type: ignore[attr-defined]
+    routes = {route.path for route in create_app(None).routes}
     hidden = {"/metrics"} | {r for r in routes if r.startswith("/admin/")}
     assert "/admin/reload" in hidden
     for overlay in ("overlays/cpu", "overlays/gpu"):
