@@ -132,11 +132,9 @@ class ProxyRecorder:
 
 
 @pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def offline(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The environment for the CLI and servers: proxies at a recorder, the audit hook, a fresh
     embedded store. After the test, neither may have seen anything."""
-    for name in CI_MARKERS:
-        monkeypatch.delenv(name, raising=False)  # Server() passes os.environ on
     hook_dir = tmp_path / "audit"
     hook_dir.mkdir()
     (hook_dir / "sitecustomize.py").write_text(AUDIT, encoding="utf-8")
@@ -170,7 +168,7 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 
 def test_no_connection_leaves_loopback(
-    offline: dict[str, str], ptb_small: Path, tmp_path: Path
+    offline: dict[str, str], ptb_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = tmp_path / "model"
     train = ("train", "--data", str(ptb_small), "--output", str(model), *TINY)
@@ -186,6 +184,9 @@ def test_no_connection_leaves_loopback(
     report = tmp_path / "report"
     cli(offline, "eval", "models:/offline/1", "--perplexity", str(text), "--report", str(report))
     assert (report / "report.json").is_file()
+    # Server() passes this process's environment on; pytest sets a marker in it per phase.
+    for name in CI_MARKERS:
+        monkeypatch.delenv(name, raising=False)
     server = Server("models:/offline/1", env=offline)
     try:
         with server.client() as client:
