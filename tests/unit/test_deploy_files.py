@@ -201,3 +201,68 @@ def test_a_missing_nginx_is_named_with_the_package_to_install(monkeypatch, tmp_p
     with pytest.raises(LmforgeError, match="nginx is not installed") as caught:
         local.find_nginx()
     assert "apt-get install nginx" in caught.value.hint
+
+
+def ingress_matches(rule: dict, path: str) -> bool:
+    """Kubernetes Ingress path matching: Exact is equality; Prefix matches whole path elements
+    (`/v1` matches `/v1` and `/v1/models`, not `/v1x`)."""
+    if rule["pathType"] == "Exact":
+        return path == rule["path"]
+    prefix = rule["path"].rstrip("/")
+    return path == prefix or path.startswith(prefix + "/") or prefix == ""
+
+
+def test_the_ingress_hides_metrics_and_admin_by_its_path_rules_alone() -> None:
+    """No snippet annotation (ingress-nginx refuses them by default since 1.9): the rules list
+    the public routes, so /metrics, /admin/... and anything unlisted get the controller's 404."""
+    from lmforge.serve.http.app import create_app
+
+    routes = {route.path for route in create_app(None).routes}
+    hidden = {"/metrics"} | {r for r in routes if r.startswith("/admin/")}
+    assert "/admin/reload" in hidden
+    for overlay in ("overlays/cpu", "overlays/gpu"):
+        (ingress,) = [doc for doc in rendered()[overlay] if doc["kind"] == "Ingress"]
+        assert not [a for a in ingress["metadata"]["annotations"] if "snippet" in a]
+        paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        assert {p["backend"]["service"]["name"] for p in paths} == {"lmforge"}
+
+        def exposed(path: str, paths: list[dict] = paths) -> bool:
+            return any(ingress_matches(p, path) for p in paths)
+
+        assert [r for r in sorted(hidden) if exposed(r)] == []
+        assert [r for r in sorted(routes - hidden) if not exposed(r)] == []
+        for probe in ("/admin/", "/admin/anything", "/metrics/", "/metricsx", "/internal"):
+            assert not exposed(probe), probe
+
+
+def test_no_container_lets_telemetry_leave() -> None:
+    """lmforge switches telemetry off itself; every container env says so too, for any other
+    process run in the image."""
+    import yaml
+
+    from lmforge import TELEMETRY_OFF
+
+    final = re.split(r"^FROM ", (ROOT / "deploy" / "Dockerfile").read_text(), flags=re.M)[-1]
+    for name, value in TELEMETRY_OFF.items():
+        assert re.search(rf"^\s+(ENV )?{name}={value}\b", final, flags=re.M), name
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    for service in ("mlflow", "worker-1", "worker-2"):
+        env = compose["services"][service]["environment"]
+        assert TELEMETRY_OFF.items() <= env.items(), service
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["GF_ANALYTICS_REPORTING_ENABLED"] == "false"
+    pods = [
+        (overlay, doc["spec"]["template"]["spec"])
+        for overlay, docs in rendered().items()
+        for doc in docs
+        if "template" in doc.get("spec", {})
+    ]
+    containers = [
+        (overlay, container)
+        for overlay, pod in pods
+        for container in pod["containers"] + pod.get("initContainers", [])
+    ]
+    assert len(containers) == 5  # lmforge on cpu and gpu; the prepare, merge and train jobs
+    for overlay, container in containers:
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert TELEMETRY_OFF.items() <= env.items(), f"{overlay}: {container['name']}"

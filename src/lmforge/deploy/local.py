@@ -20,7 +20,7 @@ from string import Template
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.serve import LOOPBACK
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.fsutil import write_json_atomic
+from lmforge.fsutil import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -99,13 +99,43 @@ class Worker:
     restarts: int = 0
 
 
+# The marker of the example Secret's keys (deploy/k8s/base/secret.example.yaml): a copied
+# placeholder is a key the whole world can read.
+PLACEHOLDER = "replace-me"
+KEY_VARIABLES = ("LMFORGE_API_KEYS", "LMFORGE_ADMIN_KEYS")
+
+
+def env_keys(variable: str) -> list[str]:
+    """The keys in $VARIABLE as the workers read them: comma-separated, blanks dropped."""
+    return [key.strip() for key in os.environ.get(variable, "").split(",") if key.strip()]
+
+
+def check_keys(host: str) -> None:
+    """Refuse placeholder keys anywhere, and a non-loopback `host` without a real key: the
+    workers inherit these variables, and a set-but-empty one leaves them unauthenticated."""
+    for variable in KEY_VARIABLES:
+        if placeholders := [k for k in env_keys(variable) if PLACEHOLDER in k.lower()]:
+            raise ConfigError(
+                f"{variable}: {len(placeholders)} key(s) are the example's placeholders "
+                f"(containing {PLACEHOLDER!r})",
+                hint="generate real ones: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            )
+    if host in LOOPBACK:
+        return
+    if not env_keys("LMFORGE_API_KEYS"):
+        given = os.environ.get("LMFORGE_API_KEYS")
+        what = "is not set" if given is None else f"holds no key ({given!r})"
+        raise ConfigError(
+            f"host: refusing to expose {host} without API keys: LMFORGE_API_KEYS {what}",
+            hint="set LMFORGE_API_KEYS to comma-separated keys (the workers inherit it), "
+            "or keep --host 127.0.0.1",
+        )
+
+
 class LocalDeployment:
     def __init__(self, config: LocalDeployConfig) -> None:
-        if config.host not in LOOPBACK and not os.environ.get("LMFORGE_API_KEYS"):
-            raise ConfigError(
-                f"host: refusing to expose {config.host} without API keys",
-                hint="set LMFORGE_API_KEYS (the workers inherit it), or keep --host 127.0.0.1",
-            )
+        check_keys(config.host)
         self.config = config
         self.nginx = find_nginx()
         self.run_dir = Path(config.run_dir).resolve()
@@ -163,7 +193,8 @@ class LocalDeployment:
             self.start_worker(worker)
         self.wait_ready(self.workers, self.config.startup_timeout)
         conf = self.run_dir / "nginx.conf"
-        conf.write_text(
+        write_text_atomic(
+            conf,
             render_nginx(
                 str(self.run_dir),
                 f"{self.config.host}:{self.config.port}",
@@ -171,7 +202,7 @@ class LocalDeployment:
                 max_body=self.config.max_body,
                 requests_per_second=self.config.rate_per_ip,
                 burst=2 * self.config.rate_per_ip,
-            )
+            ),
         )
         check = subprocess.run(
             [self.nginx, "-t", "-p", str(self.run_dir), "-c", str(conf)],

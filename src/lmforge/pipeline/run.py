@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError, ExitCode, LmforgeError
+from lmforge.fsutil import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,8 @@ def run_pipeline(
         for variable, value in captured.items():
             echo(f"{title}: {variable} = {value}")
         values.update(captured)
-        marker.write_text(json.dumps(captured), encoding="utf-8")
+        # Atomic: a kill mid-write must not leave a marker that reads as "done" but is not JSON.
+        write_json_atomic(marker, captured)
         pipeline.outcomes.append(Outcome(step.name, "done", seconds))
         echo(f"{title}: done in {seconds:.1f} s")
     echo(summary(pipeline, values))

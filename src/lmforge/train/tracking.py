@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.cards import MANIFEST
-from lmforge.fsutil import sha256_file
+from lmforge.fsutil import sha256_file, write_text_atomic
 
 RUN_ID_FILE = "mlflow_run_id"
 
@@ -55,7 +55,8 @@ def tracked_run(
         tags=tags,
     ) as run:
         state_dir.mkdir(parents=True, exist_ok=True)
-        remembered.write_text(run.info.run_id)
+        # Atomic: a resumed run reads this back; a torn id would resume nothing (or fail).
+        write_text_atomic(remembered, run.info.run_id)
         if run_id is None:
             mlflow.log_params(_flat(params))
             if dataset_dir is not None:
