@@ -32,6 +32,7 @@ CORE = (
     "lmforge.gate",
     "lmforge.prompts",
     "lmforge.records",
+    "lmforge.apikeys",
     "lmforge.render",
     # small helpers with no knowledge of any verb
     "lmforge.fsutil",

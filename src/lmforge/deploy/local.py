@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from lmforge.apikeys import check_keys, env_keys
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.serve import LOOPBACK
 from lmforge.errors import ConfigError, LmforgeError
@@ -99,28 +100,14 @@ class Worker:
     restarts: int = 0
 
 
-# The marker of the example Secret's keys (deploy/k8s/base/secret.example.yaml): a copied
-# placeholder is a key the whole world can read.
-PLACEHOLDER = "replace-me"
 KEY_VARIABLES = ("LMFORGE_API_KEYS", "LMFORGE_ADMIN_KEYS")
 
 
-def env_keys(variable: str) -> list[str]:
-    """The keys in $VARIABLE as the workers read them: comma-separated, blanks dropped."""
-    return [key.strip() for key in os.environ.get(variable, "").split(",") if key.strip()]
-
-
-def check_keys(host: str) -> None:
+def check_exposure(host: str) -> None:
     """Refuse placeholder keys anywhere, and a non-loopback `host` without a real key: the
     workers inherit these variables, and a set-but-empty one leaves them unauthenticated."""
     for variable in KEY_VARIABLES:
-        if placeholders := [k for k in env_keys(variable) if PLACEHOLDER in k.lower()]:
-            raise ConfigError(
-                f"{variable}: {len(placeholders)} key(s) are the example's placeholders "
-                f"(containing {PLACEHOLDER!r})",
-                hint="generate real ones: "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            )
+        check_keys(env_keys(variable), variable)
     if host in LOOPBACK:
         return
     if not env_keys("LMFORGE_API_KEYS"):
@@ -135,7 +122,7 @@ def check_keys(host: str) -> None:
 
 class LocalDeployment:
     def __init__(self, config: LocalDeployConfig) -> None:
-        check_keys(config.host)
+        check_exposure(config.host)
         self.config = config
         self.nginx = find_nginx()
         self.run_dir = Path(config.run_dir).resolve()
@@ -148,6 +135,9 @@ class LocalDeployment:
     def start_worker(self, worker: Worker) -> None:
         log_file = (self.run_dir / f"worker-{worker.port}.log").open("a")
         command = [sys.executable, "-m", "lmforge", "--log-json", "serve", self.config.model]
+        # nginx is the one proxy in front: trust its X-Forwarded-For, so access logs show
+        # the real client.
+        command += ["--forwarded-allow-ips", "127.0.0.1"]
         command += ["--port", str(worker.port), "--threads", str(worker.threads)]
         command += ["--model-name", self.config.model_name] if self.config.model_name else []
         command += ["--config", self.config.serve_config] if self.config.serve_config else []

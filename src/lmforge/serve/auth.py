@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from pathlib import Path
 
+from lmforge.apikeys import check_keys, env_keys
 from lmforge.errors import ConfigError
 
 
@@ -39,7 +39,7 @@ class KeyRing:
 def load_keys(path: str, env_var: str) -> KeyRing:
     """Keys from FILE (one per line; blank lines and # comments skipped) plus $ENV_VAR
     (comma-separated)."""
-    keys = [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
+    keys = env_keys(env_var)
     if path:
         file = Path(path)
         if not file.is_file():
@@ -47,9 +47,5 @@ def load_keys(path: str, env_var: str) -> KeyRing:
         for line in file.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 keys.append(line.strip())
-    if short := [k for k in keys if len(k) < 16]:
-        raise ConfigError(
-            f"{len(short)} API key(s) shorter than 16 characters",
-            hint="generate keys with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-        )
+    check_keys(keys, " + ".join(filter(None, (env_var, path))))
     return KeyRing(keys)
