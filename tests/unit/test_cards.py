@@ -178,12 +178,12 @@ def test_a_file_the_card_does_not_list_is_refused(tmp_path: Path) -> None:
         "tokenizer.json",
     }
     (directory / "special_tokens_map.json").write_text('{"eos_token": "the"}')
-    with pytest.raises(ModelError, match="special_tokens_map.json is not listed with its sha256"):
+    with pytest.raises(ModelError, match=r"special_tokens_map\.json is not listed with its sha256"):
         verified_card(directory)
     (directory / "special_tokens_map.json").unlink()
     (directory / "sub").mkdir()
     (directory / "sub" / "added.json").write_text("{}")
-    with pytest.raises(ModelError, match="sub/added.json is not listed"):
+    with pytest.raises(ModelError, match=r"sub/added\.json is not listed"):
         verify_model_dir(directory)
 
 
@@ -198,7 +198,7 @@ def test_card_paths_stay_inside_the_dir(tmp_path: Path, listed: str) -> None:
     write_json_atomic(directory / CARD, raw)
     if listed == "link":
         (directory / "link").symlink_to(outside)
-    with pytest.raises(ModelError, match="not a path inside the dir|symlink out of the model dir"):
+    with pytest.raises(ModelError, match=r"not a path inside the dir|symlink out of the model dir"):
         verified_card(directory)
 
 
@@ -216,7 +216,7 @@ def test_a_symlink_out_of_the_dir_is_refused_even_unverified(tmp_path: Path) -> 
 
 def test_a_dir_without_a_card_loads_only_unverified(tmp_path: Path) -> None:
     directory = _model_dir(tmp_path)
-    with pytest.raises(ModelError, match="has no lmforge.json") as caught:
+    with pytest.raises(ModelError, match=r"has no lmforge\.json") as caught:
         verify_model_dir(directory)
     assert "--unverified" in caught.value.one_line()
     assert verify_model_dir(directory, unverified=True) is None
