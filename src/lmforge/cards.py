@@ -23,13 +23,26 @@ MANIFEST_FORMAT = "lmforge.dataset/1"
 WEIGHTS = "model.safetensors"  # the one weights file a model dir may hold
 
 
+def content_files(model_dir: Path) -> dict[str, Path]:
+    """Every file of a model dir by its relative path, except the card and hidden files: what
+    a card hashes and all that a verified dir may hold. A symlink whose target lies outside the
+    dir is an error, since anything could be read through it."""
+    root = model_dir.resolve()
+    out: dict[str, Path] = {}
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise ModelError(
+                f"{path} is a symlink out of the model dir (to {path.resolve()})",
+                hint="copy the file into the dir or remove the link",
+            )
+        if path.is_file() and path.name != CARD and not path.name.startswith("."):
+            out[path.relative_to(model_dir).as_posix()] = path
+    return out
+
+
 def file_hashes(model_dir: Path) -> dict[str, str]:
-    """sha256 of every file in the dir (relative paths), except the card and hidden files."""
-    return {
-        str(path.relative_to(model_dir)): sha256_file(path)
-        for path in sorted(model_dir.rglob("*"))
-        if path.is_file() and path.name != CARD and not path.name.startswith(".")
-    }
+    """sha256 of every content file of the dir (relative paths)."""
+    return {name: sha256_file(path) for name, path in content_files(model_dir).items()}
 
 
 def _parse_json(path: Path, raw: bytes, error: type[DataError] | type[ModelError]) -> Any:

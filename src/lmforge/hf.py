@@ -1,5 +1,5 @@
 """Hugging Face models and tokenizers: GPT-2 size presets, new model configs, loading a model
-dir (verified) or a hub name, the tokenizer wrapper that model dirs carry, and the constants
+dir (verified) or an `hf:` hub name, the tokenizer wrapper that model dirs carry, and the constants
 every layer shares. A core module: `transformers` is imported inside the functions, so importing
 this module stays light (`lmforge --help` never loads torch)."""
 
@@ -79,12 +79,14 @@ def wrap_tokenizer(tokenizer_json: Path) -> PreTrainedTokenizerFast:
 
 
 def load_pretrained(
-    location: str, kind: ModelKind = "causal-lm"
+    location: str, kind: ModelKind = "causal-lm", *, hub: bool = False, unverified: bool = False
 ) -> tuple[Any, Any, ModelCard | None]:
-    """(model, tokenizer, card) from a local model dir (verified first) or a hub name. A
-    registry reference is resolved to a dir before this (`registry.resolve.open_model`).
-    `kind` "auto" loads a fine-tuned classifier as one and anything else as a causal LM.
-    The model and tokenizer are transformers classes, typed Any: their stubs are partial."""
+    """(model, tokenizer, card) from a local model dir (verified first; `unverified` lets a dir
+    without a card load) or, with `hub`, the Hugging Face hub model the user named with `hf:`.
+    A reference is resolved before this (`registry.resolve.open_model`). A local dir never
+    reaches the network (`local_files_only`). `kind` "auto" loads a fine-tuned classifier as
+    one and anything else as a causal LM. The model and tokenizer are transformers classes,
+    typed Any: their stubs are partial."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -92,18 +94,18 @@ def load_pretrained(
         GPT2ForSequenceClassification,
     )
 
-    path = Path(location)
-    card = verify_model_dir(path) if path.is_dir() else None
+    card = None if hub else verify_model_dir(Path(location), unverified=unverified)
+    local = {"local_files_only": not hub}
     try:
         if kind == "auto":
-            architectures = AutoConfig.from_pretrained(location).architectures or []
+            architectures = AutoConfig.from_pretrained(location, **local).architectures or []
             classifier = "GPT2ForSequenceClassification" in architectures
             kind = "classification" if classifier else kind
         loader: Any = (
             GPT2ForSequenceClassification if kind == "classification" else AutoModelForCausalLM
         )
-        model = loader.from_pretrained(location, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = loader.from_pretrained(location, use_safetensors=True, **local)
+        tokenizer = AutoTokenizer.from_pretrained(location, **local)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {location}: {exc}") from exc
     if getattr(model.config, "model_type", "") != "gpt2":

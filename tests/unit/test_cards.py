@@ -11,6 +11,7 @@ import pytest
 from lmforge.cards import CARD, DatasetLineage, DatasetManifest, Lineage, ModelCard
 from lmforge.errors import DataError, ModelError
 from lmforge.fsutil import sha256_file, write_json_atomic
+from lmforge.modelio import verified_card, verify_model_dir
 from lmforge.registry.resolve import resolve
 
 
@@ -143,12 +144,82 @@ def test_a_bad_dataset_dir_is_named(tmp_path: Path, setup, message: str) -> None
         DatasetManifest.read(directory)
 
 
-def test_the_resolver_takes_dirs_and_hub_names_only_where_allowed(tmp_path: Path) -> None:
+def test_the_resolver_takes_hub_models_only_with_hf_and_only_where_allowed(tmp_path: Path) -> None:
     directory = _model_dir(tmp_path)
     found = resolve(str(directory))
-    assert (found.path, found.name, found.version) == (directory, "model", None)
-    assert resolve("gpt2", hub=True).location == "gpt2"
-    with pytest.raises(ModelError, match="model dir gpt2 does not exist"):
-        resolve("gpt2")
+    assert (found.path, found.name, found.version, found.hub) == (directory, "model", None, False)
+    hub = resolve("hf:gpt2", hub=True)
+    assert (hub.location, hub.hub) == ("gpt2", True)
+    with pytest.raises(ModelError, match="hub models cannot be used here"):
+        resolve("hf:gpt2")
+    # A bare name or a mistyped path is a missing dir, never a hub lookup.
+    for typo in ("gpt2", "mymodel", "models/typo"):
+        with pytest.raises(ModelError, match=f"model dir {typo} does not exist") as caught:
+            resolve(typo, hub=True)
+        assert "hf:NAME" in caught.value.one_line()
     with pytest.raises(ModelError, match="does not exist"):
         resolve(str(tmp_path / "missing"), hub=True)
+
+
+def _carded(tmp_path: Path) -> Path:
+    directory = _model_dir(tmp_path)
+    (directory / "tokenizer.json").write_text("{}")
+    ModelCard().write(directory)
+    return directory
+
+
+def test_a_file_the_card_does_not_list_is_refused(tmp_path: Path) -> None:
+    """An added special_tokens_map.json changed the loaded tokenizer's EOS: unlisted files are
+    refused by name, in subdirs too."""
+    directory = _carded(tmp_path)
+    assert verified_card(directory).files.keys() == {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    }
+    (directory / "special_tokens_map.json").write_text('{"eos_token": "the"}')
+    with pytest.raises(ModelError, match=r"special_tokens_map\.json is not listed with its sha256"):
+        verified_card(directory)
+    (directory / "special_tokens_map.json").unlink()
+    (directory / "sub").mkdir()
+    (directory / "sub" / "added.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"sub/added\.json is not listed"):
+        verify_model_dir(directory)
+
+
+@pytest.mark.parametrize("listed", ["../../etc/hostname", "/etc/hostname", "a/../../x", "link"])
+def test_card_paths_stay_inside_the_dir(tmp_path: Path, listed: str) -> None:
+    """A card listing `../../etc/hostname` had that file read and hashed."""
+    directory = _carded(tmp_path)
+    outside = tmp_path / "secret"
+    outside.write_text("secret")
+    raw = json.loads((directory / CARD).read_text())
+    raw["files"][listed] = sha256_file(outside)
+    write_json_atomic(directory / CARD, raw)
+    if listed == "link":
+        (directory / "link").symlink_to(outside)
+    with pytest.raises(ModelError, match=r"not a path inside the dir|symlink out of the model dir"):
+        verified_card(directory)
+
+
+def test_a_symlink_out_of_the_dir_is_refused_even_unverified(tmp_path: Path) -> None:
+    directory = _model_dir(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "vocab.json").write_text("{}")
+    (directory / "vocab").symlink_to(outside)
+    with pytest.raises(ModelError, match="symlink out of the model dir"):
+        verify_model_dir(directory, unverified=True)
+    with pytest.raises(ModelError, match="symlink out of the model dir"):
+        ModelCard().write(directory)
+
+
+def test_a_dir_without_a_card_loads_only_unverified(tmp_path: Path) -> None:
+    directory = _model_dir(tmp_path)
+    with pytest.raises(ModelError, match=r"has no lmforge\.json") as caught:
+        verify_model_dir(directory)
+    assert "--unverified" in caught.value.one_line()
+    assert verify_model_dir(directory, unverified=True) is None
+    (directory / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(ModelError, match="pickle weights"):
+        verify_model_dir(directory, unverified=True)

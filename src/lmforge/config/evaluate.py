@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge.config import option
+from lmforge.config.train import UNVERIFIED_HELP
 from lmforge.prompts import CLASSIFY_TEMPLATE, SUMMARY_TEMPLATE
 
 PERTURBATIONS = ("typos", "case", "whitespace", "punctuation")
@@ -16,7 +17,10 @@ PERTURBATIONS = ("typos", "case", "whitespace", "punctuation")
 class EvalConfig:
     """Options of `lmforge eval`."""
 
-    model: str = option("", "Model dir or registry reference (models:/NAME@ALIAS).")
+    model: str = option(
+        "", "Model dir, registry reference (models:/NAME@ALIAS) or hf:NAME (downloaded)."
+    )
+    unverified: bool = option(False, UNVERIFIED_HELP)
     suite: str = option("", "Evaluation suite YAML (tasks, data and gate thresholds).")
     perplexity: list[str] = option(
         [],

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lmforge.config import option
 
+# Registered model names: they go into MLflow filter strings and cache paths unquoted.
+_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9._-]+")
+NAME_RULE = "a name is letters, digits, '.', '_' and '-' (not only dots)"
+
+
+def bad_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is None
+
 
 def _required(**values: str) -> list[str]:
     return [f"{name}: {name.upper()} is required" for name, value in values.items() if not value]
+
+
+def _named(name: str) -> list[str]:
+    return (
+        [f"name: bad registered model name {name!r} ({NAME_RULE})"]
+        if name and bad_name(name)
+        else []
+    )
 
 
 @dataclass
@@ -19,7 +36,7 @@ class RegisterConfig:
     name: str = option("", "Registered model name (created on first use).")
 
     def problems(self) -> list[str]:
-        return _required(model_dir=self.model_dir, name=self.name)
+        return _required(model_dir=self.model_dir, name=self.name) + _named(self.name)
 
 
 @dataclass
@@ -27,6 +44,9 @@ class ListConfig:
     """Options of `lmforge registry list`."""
 
     name: str = option("", "Only this model's versions (default: every model).")
+
+    def problems(self) -> list[str]:
+        return _named(self.name)
 
 
 @dataclass
@@ -48,7 +68,7 @@ class DiffConfig:
     right: str = option("", "Second version.")
 
     def problems(self) -> list[str]:
-        return _required(name=self.name, left=self.left, right=self.right)
+        return _required(name=self.name, left=self.left, right=self.right) + _named(self.name)
 
 
 @dataclass
@@ -65,7 +85,7 @@ class PromoteConfig:
     reason: str = option("", "Why the gate is overridden; recorded with who did it.")
 
     def problems(self) -> list[str]:
-        out = _required(name=self.name, version=self.version)
+        out = _required(name=self.name, version=self.version) + _named(self.name)
         if self.force and not self.reason.strip():
             out.append('reason: --force needs --reason "..." (it is recorded in the version tags)')
         return out
@@ -79,7 +99,7 @@ class RollbackConfig:
     alias: str = option("production", "The alias to move back to its previous holder.")
 
     def problems(self) -> list[str]:
-        return _required(name=self.name)
+        return _required(name=self.name) + _named(self.name)
 
 
 @dataclass
@@ -100,4 +120,4 @@ class DeleteConfig:
     version: str = option("", "The version to delete (refused while it holds an alias).")
 
     def problems(self) -> list[str]:
-        return _required(name=self.name, version=self.version)
+        return _required(name=self.name, version=self.version) + _named(self.name)

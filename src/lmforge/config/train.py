@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from lmforge.config import option
 
 PRESETS = ("tiny", "small", "medium", "distilgpt2", "gpt2")
+# `--unverified`, on every verb that loads a model the user names.
+UNVERIFIED_HELP = (
+    "Load a model dir that has no lmforge.json (a plain Hugging Face save you made yourself) "
+    "without verifying its files."
+)
 
 
 @dataclass
@@ -102,9 +107,10 @@ class TrainConfig(OptimOptions):
     )
     init: str = option(
         "",
-        "Fine-tune this model: a model dir, a registry reference (models:/NAME@ALIAS), or a "
-        "hub name (when you have network).",
+        "Fine-tune this model: a model dir, a registry reference (models:/NAME@ALIAS), or "
+        "hf:NAME for a Hugging Face hub model (downloaded).",
     )
+    unverified: bool = option(False, UNVERIFIED_HELP)
     model_size: str = option(
         "small",
         "Preset for a new model: tiny (2x64), small (4x256), medium (6x384), distilgpt2 "
@@ -136,7 +142,10 @@ class TrainConfig(OptimOptions):
 class DistillConfig(OptimOptions):
     """Options of `lmforge distill`."""
 
-    teacher: str = option("", "The model to distil (a model dir or models:/NAME@ALIAS).")
+    teacher: str = option(
+        "", "The model to distil: a model dir, models:/NAME@ALIAS, or hf:NAME (downloaded)."
+    )
+    unverified: bool = option(False, UNVERIFIED_HELP)
     student_layers: int = option(
         0,
         "Student blocks, copied from evenly spaced teacher blocks (0 = half the teacher's).",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lmforge.config.registry import NAME_RULE, bad_name
 from lmforge.errors import RegistryError
 
 PREFIX = "models:/"
@@ -34,4 +35,12 @@ def parse_ref(text: str) -> ModelRef:
         raise RegistryError(
             f"bad model reference {text!r}", hint="use NAME, NAME/VERSION or NAME@ALIAS"
         )
-    return ModelRef(match["name"], match["version"], match["alias"])
+    return ModelRef(check_name(match["name"]), match["version"], match["alias"])
+
+
+def check_name(name: str) -> str:
+    """A registered model name, refused unless it keeps to NAME_RULE: names go into MLflow
+    filter strings and cache paths, where a quote or `..` would change what they mean."""
+    if bad_name(name):
+        raise RegistryError(f"bad registered model name {name!r}", hint=NAME_RULE)
+    return name

@@ -17,8 +17,10 @@ from typing import Any
 
 from lmforge.cards import CARD, WEIGHTS, ModelCard
 from lmforge.errors import RegistryError
-from lmforge.modelio import verify_model_dir
+from lmforge.modelio import verified_card
 from lmforge.registry.query import by_tag
+from lmforge.registry.refs import check_name
+from lmforge.registry.stale import clean_stale_runs, owner_tags
 from lmforge.registry.store import client as store_client
 from lmforge.registry.store import use_store
 from lmforge.registry.versions import TAG
@@ -46,7 +48,7 @@ def _run_for(client: Any, card: ModelCard, model_dir: Path) -> str:
             log.info("training run %s does not hold this model here; logging a new run", run_id)
     experiment_id = use_store(EXPERIMENT)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"register {model_dir.name}"
+        experiment_id=experiment_id, run_name=f"register {model_dir.name}", tags=owner_tags()
     ) as run:
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
         return str(run.info.run_id)
@@ -117,18 +119,22 @@ def tags_for(card: ModelCard, parent: str | None) -> dict[str, str]:
 
 
 def register(model_dir: Path, name: str) -> Any:
-    """Register `model_dir` as a new version of `name`; returns the ModelVersion."""
+    """Register `model_dir` as a new version of `name`; returns the ModelVersion. Only a dir
+    with a card registers (there is no `--unverified` here): a version's recorded sha256s are
+    what every later pull is checked against, so they must come from a verified dir."""
     from mlflow.exceptions import MlflowException
 
-    card = verify_model_dir(model_dir)
-    if card is None:
+    check_name(name)
+    if model_dir.is_dir() and not (model_dir / CARD).is_file():
         raise RegistryError(
             f"{model_dir} has no {CARD}, so its files cannot be verified",
             hint="register model dirs written by lmforge train/distill",
         )
+    card = verified_card(model_dir)
     # registry/store.client is not annotated yet; its MlflowClient is used untyped here.
     open_client: Any = store_client
     client = open_client()
+    clean_stale_runs(client, use_store(EXPERIMENT))
     run_id = _run_for(client, card, model_dir)
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     try:
