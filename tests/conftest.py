@@ -86,6 +86,9 @@ def build_model_dir(
     )
     GPT2LMHeadModel(config).eval().save_pretrained(path)
     tokenizer.save(str(path / "tokenizer.json"))
+    from lmforge.cards import ModelCard
+
+    ModelCard().write(path)  # a model dir lmforge made: every file listed with its sha256
     return path
 
 

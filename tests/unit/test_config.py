@@ -235,3 +235,15 @@ def test_every_default_is_inside_its_bounds() -> None:
         for f in dataclasses.fields(cls):
             default = f.default_factory() if callable(f.default_factory) else f.default
             assert bound_problem(f.name, default, f) is None, (cls.__name__, f.name)
+
+
+def test_a_tracked_study_name_must_be_plain() -> None:
+    """The study's MLflow run is found with a filter string: a quote in its name would end the
+    string (tune derives the name from the output dir when --study-name is not given)."""
+    from lmforge.config.train import TuneConfig
+
+    base = {"space": "space.yaml", "data": "d"}
+    with pytest.raises(ConfigError, match='study_name: "it\'s" may hold only'):
+        build_config(TuneConfig, {**base, "output": "runs/it's"})
+    build_config(TuneConfig, {**base, "output": "runs/it's", "study_name": "sweep-1"})
+    build_config(TuneConfig, {**base, "output": "runs/it's", "track": False})

@@ -5,8 +5,9 @@ Each layer (a module, or a package and everything under it) lists the lmforge mo
 import; anything else of ours is a violation, and a module no row covers is one too, so the
 table cannot silently fall behind the tree. The most specific row wins (`lmforge.serve.http`
 over `lmforge.serve`). Two departures from DESIGN.md, both named in the table: `train` and
-`evaluate` also reach `registry.store` (MLflow tracking) and `registry.resolve` (`--init`,
-`--teacher` and `--model` accept `models:/` references).
+`evaluate` also reach `registry.store` and `registry.query` (MLflow tracking and its filter
+strings) and `registry.resolve` (`--init`, `--teacher` and `--model` accept `models:/`
+references).
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ CORE = (
     "lmforge.progress",
 )
 HEAVY = ("torch", "transformers")
-TRACKING_AND_RESOLVER = ("lmforge.registry.store", "lmforge.registry.resolve")
+TRACKING_AND_RESOLVER = (
+    "lmforge.registry.store",
+    "lmforge.registry.query",
+    "lmforge.registry.resolve",
+)
 SERVE_INTERNALS = (
     "lmforge.serve.runner",
     "lmforge.serve.gpt2",

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from lmforge.cards import ModelCard
 from lmforge.config.serve import EngineSettings
 from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.engine import Engine, Overloaded
@@ -272,6 +273,7 @@ def test_nan_logits_fail_only_that_request(tmp_path: Path) -> None:
     weights = load_file(model_dir / "model.safetensors")
     weights["transformer.ln_f.bias"][0] = float("nan")
     save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
+    ModelCard().write(model_dir)  # re-made as a model dir with these weights
     with Engine(model_dir) as broken:
         out = generate_text(broken, "hello", GREEDY)
         assert out.finish_reason is FinishReason.ERROR and "NaN" in out.error
@@ -292,6 +294,7 @@ def test_unsupported_models_are_refused(tmp_path: Path, tiny_model: Path) -> Non
     other = shutil.copytree(tiny_model, tmp_path / "other")
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
+    ModelCard().write(other)
     with pytest.raises(Exception, match="'llama' model; serving needs GPT-2"):
         Runner(other)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge.config import option
+from lmforge.config.train import UNVERIFIED_HELP
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -15,6 +16,7 @@ class EngineSettings:
     budgets each step is planned under (the scheduler's part). `lmforge serve` takes them as
     flags; `Engine` takes them as they are."""
 
+    unverified: bool = option(False, UNVERIFIED_HELP)
     device: str = option("auto", "cpu, cuda or auto (CUDA when present).")
     dtype: str = option("float32", "Weights dtype.", choices=("float32", "bfloat16", "float16"))
     quantize: str = option("none", "int8: int8 linear layers on CPU.", choices=("none", "int8"))

@@ -3,9 +3,13 @@ that the three verbs extend), so a train config found by `tune` runs unchanged."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from lmforge.config import option
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 PRESETS = ("tiny", "small", "medium", "distilgpt2", "gpt2")
 # `--unverified`, on every verb that loads a model the user names.
@@ -192,4 +196,11 @@ class TuneConfig(TrainConfig):
             out.append("output: --output DIR (for the study, plots and best config) is required")
         if not self.space:
             out.append("space: --space SPACE.yaml is required")
+        # The study's tracking run is found by its name in an MLflow filter string.
+        study = self.study_name or Path(self.output).name
+        if self.track and study and not STUDY_NAME.fullmatch(study):
+            out.append(
+                f"study_name: {study!r} may hold only letters, digits, '.', '_' and '-' "
+                "(set --study-name when the output dir's name has other characters)"
+            )
         return out

@@ -85,9 +85,11 @@ def run_task(
     return TaskResult(metrics, details)
 
 
-def evaluate_model(ref: str, suite: Suite, batch_size: int) -> dict[str, Any]:
+def evaluate_model(
+    ref: str, suite: Suite, batch_size: int, unverified: bool = False
+) -> dict[str, Any]:
     started = time.perf_counter()
-    lm = load_for_eval(ref)
+    lm = load_for_eval(ref, unverified)
     load_seconds = time.perf_counter() - started
     done: dict[str, TaskResult] = {}
     details: dict[str, Any] = {}
@@ -116,11 +118,11 @@ def evaluate_model(ref: str, suite: Suite, batch_size: int) -> dict[str, Any]:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     suite = build_suite(cfg)
     preflight(suite)
-    report = evaluate_model(cfg.model, suite, cfg.batch_size)
+    report = evaluate_model(cfg.model, suite, cfg.batch_size, cfg.unverified)
     report["suite"] = suite.source
     report["options"] = to_dict(cfg)
     if cfg.baseline:
-        report["baseline"] = evaluate_model(cfg.baseline, suite, cfg.batch_size)
+        report["baseline"] = evaluate_model(cfg.baseline, suite, cfg.batch_size, cfg.unverified)
         report["comparison"] = compare(report, report["baseline"], suite, cfg.max_regression)
     with atomic_dir(Path(cfg.report), force=cfg.force) as tmp:
         report["plots"] = plots(report, tmp)

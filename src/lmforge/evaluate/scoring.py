@@ -48,12 +48,12 @@ class LoadedModel:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def load_for_eval(ref: str) -> LoadedModel:
+def load_for_eval(ref: str, unverified: bool = False) -> LoadedModel:
     from transformers import GPT2ForSequenceClassification
 
     from lmforge.registry.resolve import open_model
 
-    model, tokenizer, card = open_model(ref, kind="auto")
+    model, tokenizer, card = open_model(ref, kind="auto", unverified=unverified)
     model.eval()
     classifier = isinstance(model, GPT2ForSequenceClassification)
     return LoadedModel(ref, model, tokenizer, card, "classifier" if classifier else "lm")

@@ -143,8 +143,15 @@ def output_embedding(state: dict[str, torch.Tensor], config: dict[str, object]) 
 class GPT2:
     """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU."""
 
-    def __init__(self, model_dir: Path, device: torch.device, dtype: str, quantize: str) -> None:
-        verify_model_dir(model_dir)
+    def __init__(
+        self,
+        model_dir: Path,
+        device: torch.device,
+        dtype: str,
+        quantize: str,
+        unverified: bool = False,
+    ) -> None:
+        verify_model_dir(model_dir, unverified=unverified)
         config = read_config(model_dir)
         self.n_layer, self.n_head = cast(int, config["n_layer"]), cast(int, config["n_head"])
         self.d_model = cast(int, config["n_embd"])

@@ -50,7 +50,9 @@ class Runner:
         settings = settings or EngineSettings()
         device = pick_device(settings.device, settings.dtype, settings.quantize)
         torch.set_num_threads(settings.threads or available_cores())
-        self.model = GPT2(Path(model_dir), device, settings.dtype, settings.quantize)
+        self.model = GPT2(
+            Path(model_dir), device, settings.dtype, settings.quantize, settings.unverified
+        )
         model = self.model
         self.max_seq_len = min(settings.max_seq_len or model.n_positions, model.n_positions)
         self.cache = SlotKVCache(

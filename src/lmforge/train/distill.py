@@ -129,7 +129,7 @@ def distill(cfg: DistillConfig) -> RunResult:
     from lmforge.registry.resolve import open_model
 
     set_seed(cfg.seed)
-    teacher, tokenizer, card = open_model(cfg.teacher)
+    teacher, tokenizer, card = open_model(cfg.teacher, unverified=cfg.unverified)
     dataset = open_dataset(Path(cfg.data))
     check_same_vocabulary(tokenizer, wrap_tokenizer(dataset.tokenizer_file), str(dataset.directory))
     layers = cfg.student_layers or max(1, teacher.config.n_layer // 2)

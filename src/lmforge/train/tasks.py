@@ -62,7 +62,7 @@ def _classification(cfg: TrainConfig) -> RunSpec:
     unknown = {r[cfg.label_column] for r in valid_rows} - set(labels)
     if unknown:
         raise DataError(f"valid labels {sorted(unknown)} never occur in the training data")
-    model, tokenizer, card = open_model(cfg.init, kind="classification")
+    model, tokenizer, card = open_model(cfg.init, kind="classification", unverified=cfg.unverified)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
@@ -153,7 +153,7 @@ def _summarization(cfg: TrainConfig) -> RunSpec:
     from lmforge.train.metrics import perplexities, summed_loss
 
     train_rows, valid_rows = _rows(cfg, (cfg.document_field, cfg.summary_field))
-    model, tokenizer, card = open_model(cfg.init)
+    model, tokenizer, card = open_model(cfg.init, unverified=cfg.unverified)
     context = cfg.context_length or model.config.n_positions
     prompt_ids = tokenizer(SUMMARY_CUE, add_special_tokens=False)["input_ids"]
     eot = tokenizer.eos_token_id

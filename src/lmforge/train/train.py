@@ -27,7 +27,7 @@ def build_lm(cfg: TrainConfig, tokenizer_json: Path) -> tuple[Any, Any, Lineage 
 
     dataset_tokenizer = wrap_tokenizer(tokenizer_json)
     if cfg.init:
-        model, tokenizer, card = open_model(cfg.init)
+        model, tokenizer, card = open_model(cfg.init, unverified=cfg.unverified)
         check_same_vocabulary(tokenizer, dataset_tokenizer, str(tokenizer_json.parent))
         return model, tokenizer, Lineage.of(cfg.init, card, "fine-tuned")
     set_seed(cfg.seed)

@@ -205,11 +205,12 @@ def tune(cfg: TuneConfig, console: Console) -> Any:
 def _study_run(cfg: TuneConfig, name: str, space: dict[str, Any]) -> str:
     import mlflow
 
+    from lmforge.registry.query import by_tag
     from lmforge.registry.store import use_store
 
     experiment_id = use_store(cfg.experiment)
     runs = mlflow.search_runs(
-        [experiment_id], filter_string=f"tags.lmforge_study = '{name}'", output_format="list"
+        [experiment_id], filter_string=by_tag("lmforge_study", name), output_format="list"
     )
     if runs:
         return str(runs[0].info.run_id)
