@@ -4,14 +4,38 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from lmforge import prompts
 
-Stop = str | list[str] | None
+# The most prompts one completions request may carry (each is one engine request; the
+# server's own capacity, max_queue + kv_slots, may be smaller and is checked per request).
+MAX_PROMPTS = 256
+
+
+def _unicode(value: str) -> str:
+    """JSON can spell a lone surrogate ("\\udfff"), which is no character: no tokenizer can
+    encode it, so it is refused here, naming the field, like any other invalid value."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode: a lone surrogate at character {exc.start}") from None
+    return value
+
+
+# Every text field of every body: a string of real characters.
+Unicode = Annotated[str, AfterValidator(_unicode)]
+Stop = Unicode | list[Unicode] | None
 # A text with something in it: what every task route needs, said in the schema itself so
 # clients (and schemathesis) see the rule the server applies.
-Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
+Text = Annotated[Unicode, Field(min_length=1, pattern=r"\S")]
 
 
 def _integral(value: object) -> object:
@@ -39,7 +63,9 @@ class SamplingFields(Strict):
 
 
 class GenerateRequest(SamplingFields):
-    prompt: str = Field(..., min_length=1)
+    prompt: Unicode = Field(
+        ..., min_length=1, description="A prompt longer than the context is refused (422)."
+    )
     max_new_tokens: Int = Field(64, ge=1)
     min_new_tokens: Int = Field(0, ge=0)
     ignore_eos: bool = False
@@ -75,10 +101,11 @@ class ClassifyRequest(Strict):
     labels: list[Text] = Field(
         ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
     )
-    template: str = Field(
+    template: Unicode = Field(
         prompts.CLASSIFY_TEMPLATE,
         pattern=r"\{text\}",
-        description="Prompt; `{text}` is replaced by each text.",
+        description="Prompt; `{text}` is replaced by each text. A template that leaves no room "
+        "in the context for a text and a label is refused (422); a text too long keeps its end.",
     )
 
     @field_validator("labels")
@@ -137,7 +164,7 @@ class SummarizeResponse(BaseModel):
 
 
 class TokenizeRequest(Strict):
-    text: str
+    text: Unicode
 
 
 class TokenizeResponse(BaseModel):
@@ -177,8 +204,10 @@ class StreamOptions(BaseModel):
 
 class CompletionRequest(OpenAIBase):
     model: str | None = None
-    prompt: str | Annotated[list[str], Field(min_length=1)] = Field(
-        ..., description="An empty prompt generates from the start of a document."
+    prompt: Unicode | Annotated[list[Unicode], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
+        ...,
+        description="An empty prompt generates from the start of a document; a list of up "
+        f"to {MAX_PROMPTS} (and at most the server's capacity, max_queue + kv_slots).",
     )
     max_tokens: Int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
