@@ -111,15 +111,22 @@ def known_error(exc: BaseException, openai_route: bool) -> ApiError | None:
 
 
 def _telling(errors: Sequence[Any]) -> Any:
-    """The error that says what is wrong: with a union field (a text or a list of texts),
-    pydantic reports a type mismatch for each member it was not; the one that fits says why."""
-    return next((e for e in errors if not str(e.get("type", "")).endswith("_type")), errors[0])
+    """The error that says what is wrong. With a union (a text or a list of texts, a pair or
+    a query), pydantic reports every member the value was not (a type mismatch, a missing or
+    an unexpected field); the member that fits says why the value is wrong."""
+    return next((e for e in errors if not _mismatch(str(e.get("type", "")))), errors[0])
+
+
+def _mismatch(kind: str) -> bool:
+    return kind.endswith("_type") or kind in ("missing", "extra_forbidden")
 
 
 def _is_field(part: object) -> bool:
     """A part of an error's location that names a field or an index, not the request body or
-    the union member pydantic tried (such as `list[str]`)."""
-    return part != "body" and not (isinstance(part, str) and ("[" in part or part in _TYPES))
+    the union member pydantic tried (`list[str]`, `MatchQuery`: our fields are lowercase)."""
+    if part == "body":
+        return False
+    return not isinstance(part, str) or not ("[" in part or part in _TYPES or part[:1].isupper())
 
 
 _TYPES = {"str", "int", "float", "bool", "list", "dict"}
