@@ -67,7 +67,7 @@ def test_a_text_over_the_bound_cannot_fit_and_one_that_fits_is_never_cut(
 def test_refused_calls_spend_neither_requests_nor_tokens(
     served: tuple[Engine, ModelInfo],
 ) -> None:
-    state = app_state(served, rate_requests=3, rate_tokens=400)
+    state = app_state(served, rate_requests=3, rate_tokens=600)
     too_long = {"prompt": ["the", "the cat " * 100], "max_tokens": 100}
     with client(state) as test_client:
         refused = [test_client.post("/v1/completions", json={"prompt": 1}) for _ in range(5)]

@@ -105,11 +105,12 @@ class Call:
         self.charge(sum(map(self._cost, requests)))
         return requests
 
-    def _cost(self, request: EngineRequest) -> int:
-        prompt = len(request.prompt_ids)
-        if request.kind is not Kind.GENERATE:
-            return prompt
-        return prompt + max(0, min(request.params.max_new_tokens, self.engine.max_seq_len - prompt))
+    @staticmethod
+    def _cost(request: EngineRequest) -> int:
+        """A request's prompt and, for a generation, the new tokens it asked for (up to the
+        server's cap): what it may make the engine do."""
+        new = request.params.max_new_tokens if request.kind is Kind.GENERATE else 0
+        return len(request.prompt_ids) + new
 
     async def generation_requests(
         self, prompts: list[str], params: SamplingParams, param: str = "prompt"
