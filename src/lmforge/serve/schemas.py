@@ -15,8 +15,7 @@ from pydantic import (
 
 from lmforge import prompts
 
-# The most prompts one completions request may carry (each is one engine request; the
-# server's own capacity, max_queue + kv_slots, may be smaller and is checked per request).
+# The most prompts one completions request may carry (each is one engine request).
 MAX_PROMPTS = 256
 
 
@@ -30,12 +29,14 @@ def _unicode(value: str) -> str:
     return value
 
 
-# Every text field of every body: a string of real characters.
-Unicode = Annotated[str, AfterValidator(_unicode)]
+# Every text field of every body: a string of real characters. (The check comes after a
+# field's own constraints, which then stay in the JSON Schema.)
+UNICODE = AfterValidator(_unicode)
+Unicode = Annotated[str, UNICODE]
 Stop = Unicode | list[Unicode] | None
 # A text with something in it: what every task route needs, said in the schema itself so
 # clients (and schemathesis) see the rule the server applies.
-Text = Annotated[Unicode, Field(min_length=1, pattern=r"\S")]
+Text = Annotated[str, Field(min_length=1, pattern=r"\S"), UNICODE]
 
 
 def _integral(value: object) -> object:
@@ -63,8 +64,8 @@ class SamplingFields(Strict):
 
 
 class GenerateRequest(SamplingFields):
-    prompt: Unicode = Field(
-        ..., min_length=1, description="A prompt longer than the context is refused (422)."
+    prompt: Annotated[str, Field(min_length=1), UNICODE] = Field(
+        ..., description="A prompt longer than the context is refused (422)."
     )
     max_new_tokens: Int = Field(64, ge=1)
     min_new_tokens: Int = Field(0, ge=0)
@@ -101,9 +102,8 @@ class ClassifyRequest(Strict):
     labels: list[Text] = Field(
         ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
     )
-    template: Unicode = Field(
+    template: Annotated[str, Field(pattern=r"\{text\}"), UNICODE] = Field(
         prompts.CLASSIFY_TEMPLATE,
-        pattern=r"\{text\}",
         description="Prompt; `{text}` is replaced by each text. A template that leaves no room "
         "in the context for a text and a label is refused (422); a text too long keeps its end.",
     )
@@ -207,7 +207,7 @@ class CompletionRequest(OpenAIBase):
     prompt: Unicode | Annotated[list[Unicode], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
         ...,
         description="An empty prompt generates from the start of a document; a list of up "
-        f"to {MAX_PROMPTS} (and at most the server's capacity, max_queue + kv_slots).",
+        f"to {MAX_PROMPTS}.",
     )
     max_tokens: Int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)

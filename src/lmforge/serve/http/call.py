@@ -1,7 +1,7 @@
 """The call path every inference route shares: encode the body's texts (bounded, off the event
-loop), admit its engine requests (within the server's capacity, charged to the caller's token
-budget for all the work they can do), and await them while watching the client, whose
-disconnect cancels the wait and so aborts the engine requests at once."""
+loop), admit its engine requests as one unit (charged to the caller's token budget for all the
+work they can do), run them through a window the engine can always hold, and await them while
+watching the client, whose disconnect cancels the wait and so aborts the engine requests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from lmforge.serve.engine import Engine
-from lmforge.serve.http.errors import ClientGone, InvalidField
+from lmforge.serve.http.errors import ClientGone
 from lmforge.serve.http.tokens import Keep, char_bound, cut, encode
 from lmforge.serve.limits import Ledger
 from lmforge.serve.request import Kind, PromptTooLong, SamplingParams
@@ -50,11 +50,13 @@ class Call:
         return self.state.config.request_timeout
 
     @property
-    def capacity(self) -> int:
-        """Engine requests the engine can hold at once (queued and running): one call that
-        needs more could never be admitted, however long it waited."""
+    def window(self) -> int:
+        """Engine requests one call keeps in the engine at once: enough to fill every KV
+        slot, at most half of what the engine holds (max_queue + kv_slots) when the queue
+        is larger. A task of more requests goes through this window, so it is served whatever
+        its size, without taking the whole queue from other callers."""
         settings = self.engine.settings
-        return settings.max_queue + settings.kv_slots
+        return max(settings.kv_slots, (settings.max_queue + settings.kv_slots) // 2)
 
     def charge(self, tokens: int) -> None:
         """Take tokens from the caller's per-minute budget (429 when it is spent); a call
@@ -91,17 +93,10 @@ class Call:
     ) -> EngineRequest:
         return self.engine.request(prompt, kind, params, timeout=self.timeout, **fields)
 
-    def admit(self, requests: list[EngineRequest], param: str) -> list[EngineRequest]:
-        """`requests`, if the server can ever hold them all (else a 422 naming `param`, the
-        field whose items they are) and the caller's budget covers every token they can
-        process: their prompts and, for generations, the new tokens each may add."""
-        if len(requests) > self.capacity:
-            raise InvalidField(
-                param,
-                f"the request needs {len(requests)} engine requests, larger than this "
-                f"server's capacity of {self.capacity} (max_queue + kv_slots); send fewer "
-                "items per request",
-            )
+    def admit(self, requests: list[EngineRequest]) -> list[EngineRequest]:
+        """`requests`, charged as one unit to the caller's budget for every token they can
+        make the engine process: their prompts and, for generations, the new tokens each may
+        add (429, charging nothing, when the budget does not cover them all)."""
         self.charge(sum(map(self._cost, requests)))
         return requests
 
@@ -113,7 +108,7 @@ class Call:
         return len(request.prompt_ids) + new
 
     async def generation_requests(
-        self, prompts: list[str], params: SamplingParams, param: str = "prompt"
+        self, prompts: list[str], params: SamplingParams
     ) -> list[EngineRequest]:
         """Admitted generate requests for `prompts`."""
         ids = await self.prompt_ids(prompts)
@@ -121,7 +116,7 @@ class Call:
         requests = [
             self.request(i or p, Kind.GENERATE, params) for p, i in zip(prompts, ids, strict=True)
         ]
-        return self.admit(requests, param)
+        return self.admit(requests)
 
     async def wait(self, work: Awaitable[T]) -> T:
         """Await `work`, cancelling it (and so aborting its engine requests) if the client goes."""
@@ -137,19 +132,29 @@ class Call:
             task.cancel()
 
     async def complete(self, requests: list[EngineRequest]) -> list[Event]:
-        """Run admitted requests together, one whole event each; 504 for a deadline, 503 for
-        an engine error."""
-        events = await self.wait(gather_cancelling([self.engine.complete(r) for r in requests]))
-        return [checked(event) for event in events]
+        """Run admitted requests together (through the call's window), one whole event each;
+        504 for a deadline, 503 for an engine error."""
+        return [checked(event) for event in await self._through_window(requests)]
 
     async def generations(self, requests: list[EngineRequest]) -> list[Event]:
         """`complete` for generate requests, their timings recorded."""
         started = time.perf_counter()
-        events = await self.wait(gather_cancelling([self.engine.complete(r) for r in requests]))
+        events = await self._through_window(requests)
         for event in events:
             self._observe(event, started)
             checked(event)
         return events
+
+    async def _through_window(self, requests: list[EngineRequest]) -> list[Event]:
+        """Every request's whole event, at most `window` of them in the engine at once (each
+        is submitted when it enters; its deadline counts from when the call made it)."""
+        window = asyncio.Semaphore(self.window)
+
+        async def one(request: EngineRequest) -> Event:
+            async with window:
+                return await self.engine.complete(request)
+
+        return await self.wait(gather_cancelling([one(r) for r in requests]))
 
     def events(self, request: EngineRequest) -> AsyncIterator[Event]:
         """Submit now (so a full queue or a bad request raises before any response starts)

@@ -139,7 +139,7 @@ async def openai_embeddings(body: s.EmbeddingRequest, call: InferenceCall) -> di
     encoded = iter(await call.prompt_ids([x for x in inputs if isinstance(x, str)]))
     ids = [next(encoded) if isinstance(x, str) else x for x in inputs]
     requests = embedding_requests(call.engine, ids, call.timeout, body.pooling)
-    events = await call.complete(call.admit(requests, "input"))
+    events = await call.complete(call.admit(requests))
     vectors, prompt_tokens = unit_vectors(events)
     data = []
     for index, vector in enumerate(vectors):

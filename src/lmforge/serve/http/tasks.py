@@ -36,7 +36,7 @@ async def classify(body: s.ClassifyRequest, call: InferenceCall) -> dict[str, ob
     labels = [cut(label, bound, Keep.HEAD) for label in body.labels]
     ids = await call.encode(classify_texts(texts, labels, body.template), Keep.TAIL)
     contexts, label_ids = ids[: len(texts)], ids[len(texts) :]
-    requests = call.admit(label_requests(call.engine, contexts, label_ids, call.timeout), "text")
+    requests = call.admit(label_requests(call.engine, contexts, label_ids, call.timeout))
     results = []
     for scores in label_probabilities(await call.complete(requests), body.labels):
         best, _ = max(scores.items(), key=lambda scored: scored[1])
@@ -71,7 +71,7 @@ async def match(body: s.MatchRequest, call: InferenceCall) -> dict[str, object]:
         texts = [body.query, *body.candidates]
     # Texts longer than the context are embedded by their beginning.
     ids = [x[: call.engine.max_seq_len - 1] for x in await call.encode(texts)]
-    requests = call.admit(embedding_requests(call.engine, ids, call.timeout), "candidates")
+    requests = call.admit(embedding_requests(call.engine, ids, call.timeout))
     vectors, _ = unit_vectors(await call.complete(requests))
 
     def decide(similarity: float) -> bool | None:
@@ -96,6 +96,6 @@ async def summarize_route(body: s.SummarizeRequest, call: InferenceCall) -> dict
     new = min(body.max_new_tokens, call.max_new_tokens)
     pieces = await call.encode(summary_texts(body.text))
     request = summary_request(call.engine, pieces, new, call.timeout)
-    (event,) = await call.complete(call.admit([request], "text"))
+    (event,) = await call.complete(call.admit([request]))
     result = summary_of(event)
     return {"summary": result.text, "usage": s.usage(result.prompt_tokens, result.output_tokens)}
