@@ -1,6 +1,6 @@
 """Hostile requests against a real `lmforge serve`: bodies built to freeze the event loop,
 to spend more than the caller's token budget, to crash the server with text that is not
-Unicode, and batches the server could never admit. Each case is one of issue 17's attacks."""
+Unicode, and batches larger than the engine holds. Each case is one of issue 17's attacks."""
 
 from __future__ import annotations
 

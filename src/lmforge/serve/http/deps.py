@@ -1,5 +1,6 @@
 """FastAPI dependencies: who is calling (401 without a valid key), whether the server takes
-requests now (503), the per-key request rate (429), and the engine leased for one call."""
+requests now (503), the per-key request rate (429), and the engine leased for one call, whose
+charges a refused call gets back."""
 
 from __future__ import annotations
 
