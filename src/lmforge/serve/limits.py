@@ -1,4 +1,5 @@
-"""Per-key rate limits: token buckets for requests per minute and tokens per minute."""
+"""Per-key rate limits: token buckets for requests per minute and tokens per minute, and the
+ledger of what one call took, so that a refused call gives it all back."""
 
 from __future__ import annotations
 
@@ -23,17 +24,25 @@ class TokenBucket:
         self.level = per_minute
         self.stamp = time.monotonic()
 
-    def take(self, amount: float) -> float:
-        """Take `amount` and return 0, or take nothing and return the seconds to wait."""
+    def _refill(self) -> None:
         now = time.monotonic()
         self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def take(self, amount: float) -> float:
+        """Take `amount` and return 0, or take nothing and return the seconds to wait."""
+        self._refill()
         if amount <= self.level:
             self.level -= amount
             return 0.0
         if amount > self.capacity:
             return 60.0
         return (amount - self.level) / self.rate
+
+    def give_back(self, amount: float) -> None:
+        """Return what a refused call took (never above one minute's worth)."""
+        self._refill()
+        self.level = min(self.capacity, self.level + amount)
 
 
 class RateLimiter:
@@ -43,7 +52,8 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def charge(self, key_id: str, what: str, amount: float) -> None:
-        """Raise `RateLimited` (with Retry-After seconds) when `key_id` is over its limit."""
+        """Take `amount`, or raise `RateLimited` (with Retry-After seconds) having taken
+        nothing when `key_id` is over its limit."""
         per_minute = self.limits[what]
         if not per_minute:
             return
@@ -52,3 +62,31 @@ class RateLimiter:
             wait = bucket.take(amount)
         if wait:
             raise RateLimited(f"{per_minute:g} {what} per minute", max(1.0, wait))
+
+    def refund(self, key_id: str, what: str, amount: float) -> None:
+        """Give back `amount` that `charge` took."""
+        if not self.limits[what]:
+            return
+        with self._lock:
+            bucket = self._buckets.get((key_id, what))
+            if bucket is not None:
+                bucket.give_back(amount)
+
+
+class Ledger:
+    """What one call has taken from its caller's buckets: a call the server refuses (a 4xx
+    or 429 answer) is refunded whole, so refusals never spend the caller's budget."""
+
+    def __init__(self, limiter: RateLimiter, key_id: str) -> None:
+        self.limiter = limiter
+        self.key_id = key_id
+        self.taken: dict[str, float] = {}
+
+    def charge(self, what: str, amount: float) -> None:
+        self.limiter.charge(self.key_id, what, amount)
+        self.taken[what] = self.taken.get(what, 0.0) + amount
+
+    def refund(self) -> None:
+        for what, amount in self.taken.items():
+            self.limiter.refund(self.key_id, what, amount)
+        self.taken.clear()

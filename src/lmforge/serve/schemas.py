@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,6 +20,25 @@ from pydantic_core import PydanticCustomError
 from lmforge import prompts
 from lmforge.serve.request import MAX_STOP_CHARS, MAX_STOPS
 
+# The most prompts one completions request may carry (each is one engine request).
+MAX_PROMPTS = 256
+
+
+def _unicode(value: str) -> str:
+    """JSON can spell a lone surrogate ("\\udfff"), which is no character: no tokenizer can
+    encode it, so it is refused here, naming the field, like any other invalid value."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode: a lone surrogate at character {exc.start}") from None
+    return value
+
+
+# Every text field of every body: a string of real characters. (The check comes after a
+# field's own constraints, which then stay in the JSON Schema.)
+UNICODE = AfterValidator(_unicode)
+Unicode = Annotated[str, UNICODE]
+
 
 def _one_stop_error(value: object, handler: ValidatorFunctionWrapHandler) -> object:
     """One message for a bad `stop`, instead of one per branch of its union."""
@@ -28,13 +48,13 @@ def _one_stop_error(value: object, handler: ValidatorFunctionWrapHandler) -> obj
         raise PydanticCustomError(
             "stop",
             f"must be a string or a list of at most {MAX_STOPS} non-empty strings, "
-            f"each of at most {MAX_STOP_CHARS} characters",
+            f"each of at most {MAX_STOP_CHARS} valid Unicode characters",
         ) from None
 
 
 # Stop strings: the engine matches them at every token, so their number and length are
 # bounded ("" alone means none).
-StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS), UNICODE]
 Stop = Annotated[
     StopString
     | Annotated[list[Annotated[StopString, Field(min_length=1)]], Field(max_length=MAX_STOPS)]
@@ -43,7 +63,7 @@ Stop = Annotated[
 ]
 # A text with something in it: what every task route needs, said in the schema itself so
 # clients (and schemathesis) see the rule the server applies.
-Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
+Text = Annotated[str, Field(min_length=1, pattern=r"\S"), UNICODE]
 
 
 def _integral(value: object) -> object:
@@ -71,7 +91,9 @@ class SamplingFields(Strict):
 
 
 class GenerateRequest(SamplingFields):
-    prompt: str = Field(..., min_length=1)
+    prompt: Annotated[str, Field(min_length=1), UNICODE] = Field(
+        ..., description="A prompt longer than the context is refused (422)."
+    )
     max_new_tokens: Int = Field(64, ge=1)
     min_new_tokens: Int = Field(0, ge=0)
     ignore_eos: bool = False
@@ -107,10 +129,10 @@ class ClassifyRequest(Strict):
     labels: list[Text] = Field(
         ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
     )
-    template: str = Field(
+    template: Annotated[str, Field(pattern=r"\{text\}"), UNICODE] = Field(
         prompts.CLASSIFY_TEMPLATE,
-        pattern=r"\{text\}",
-        description="Prompt; `{text}` is replaced by each text.",
+        description="Prompt; `{text}` is replaced by each text. A template that leaves no room "
+        "in the context for a text and a label is refused (422); a text too long keeps its end.",
     )
 
     @field_validator("labels")
@@ -169,7 +191,7 @@ class SummarizeResponse(BaseModel):
 
 
 class TokenizeRequest(Strict):
-    text: str
+    text: Unicode
 
 
 class TokenizeResponse(BaseModel):
@@ -209,8 +231,10 @@ class StreamOptions(BaseModel):
 
 class CompletionRequest(OpenAIBase):
     model: str | None = None
-    prompt: str | Annotated[list[str], Field(min_length=1)] = Field(
-        ..., description="An empty prompt generates from the start of a document."
+    prompt: Unicode | Annotated[list[Unicode], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
+        ...,
+        description="An empty prompt generates from the start of a document; a list of up "
+        f"to {MAX_PROMPTS}.",
     )
     max_tokens: Int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)

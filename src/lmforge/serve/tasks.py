@@ -1,5 +1,7 @@
-"""Classify, match, summarize and embed, built on engine requests. Each task submits all its
-requests at once, so the engine batches them; cancelling the caller aborts them all."""
+"""Classify, match, summarize and embed as engine requests over token ids, and their answers
+from the requests' events. The HTTP layer encodes the texts (bounded, off the event loop),
+admits all of a task's requests at once (so the engine batches them; cancelling the caller
+aborts them all) and hands the events back here."""
 
 from __future__ import annotations
 
@@ -41,46 +43,54 @@ async def gather_cancelling(runs: list[Awaitable[T]]) -> list[T]:
             task.cancel()
 
 
-async def _all(engine: Engine, requests: list[Request]) -> list[Event]:
-    return [checked(e) for e in await gather_cancelling([engine.complete(r) for r in requests])]
-
-
-async def label_scores(
-    engine: Engine, texts: list[str], labels: list[str], template: str, timeout: float
-) -> list[dict[str, float]]:
-    """Zero-shot classification by label scoring: P(label | prompt) from the summed
-    log-probabilities of each label's tokens, normalised over the candidate labels. A prompt
-    too long for the context loses its beginning: the end, next to the label, matters most."""
-    # A label longer than half the context is scored by its beginning.
-    label_ids = [
-        engine.encode(prompts.label_continuation(label))[: engine.max_seq_len // 2]
-        for label in labels
-    ]
+def label_requests(
+    engine: Engine, contexts: list[list[int]], labels: list[list[int]], timeout: float
+) -> list[Request]:
+    """Score requests for zero-shot classification: each label's tokens after each context
+    (the prompt of one text), context by context. A context too long loses its beginning:
+    the end, next to the label, matters most. A label longer than half the context is
+    scored by its beginning."""
+    labels = [ids[: engine.max_seq_len // 2] for ids in labels]
     # Every label of a text sees the same context: room for the longest one.
-    room = engine.max_seq_len - max(map(len, label_ids)) - 1
+    room = engine.max_seq_len - max(map(len, labels)) - 1
     requests = []
-    for text in texts:
-        context = engine.encode(prompts.classify_prompt(text, template))[-room:]
-        for ids in label_ids:
+    for ids in contexts:
+        context = ids[-room:]
+        for label in labels:
             requests.append(
-                engine.request(context + ids, Kind.SCORE, timeout=timeout, score_from=len(context))
+                engine.request(
+                    context + label, Kind.SCORE, timeout=timeout, score_from=len(context)
+                )
             )
-    events = await _all(engine, requests)
+    return requests
+
+
+def label_probabilities(events: list[Event], labels: list[str]) -> list[dict[str, float]]:
+    """P(label | prompt) per text from `label_requests`' events: the summed log-probabilities
+    of each label's tokens, normalised over the candidate labels."""
     results = []
-    for i in range(len(texts)):
-        totals = [sum(e.scores or []) for e in events[i * len(labels) : (i + 1) * len(labels)]]
+    for i in range(0, len(events), len(labels)):
+        totals = [sum(e.scores or []) for e in events[i : i + len(labels)]]
         top = max(totals)
         weights = [math.exp(t - top) for t in totals]
         results.append({label: w / sum(weights) for label, w in zip(labels, weights, strict=True)})
     return results
 
 
-async def embeddings(
-    engine: Engine, inputs: Sequence[str | list[int]], timeout: float, pooling: str = "mean"
-) -> tuple[list[list[float]], int]:
-    """(unit-length embeddings, prompt tokens used)."""
-    requests = [engine.request(x, Kind.EMBED, timeout=timeout, pooling=pooling) for x in inputs]
-    events = await _all(engine, requests)
+def classify_texts(texts: list[str], labels: list[str], template: str) -> list[str]:
+    """The texts `label_requests` needs encoded: each text's prompt, then each label."""
+    contexts = [prompts.classify_prompt(text, template) for text in texts]
+    return [*contexts, *(prompts.label_continuation(label) for label in labels)]
+
+
+def embedding_requests(
+    engine: Engine, inputs: Sequence[list[int]], timeout: float, pooling: str = "mean"
+) -> list[Request]:
+    return [engine.request(x, Kind.EMBED, timeout=timeout, pooling=pooling) for x in inputs]
+
+
+def unit_vectors(events: list[Event]) -> tuple[list[list[float]], int]:
+    """(unit-length embeddings, prompt tokens used) from embedding requests' events."""
     vectors = []
     for event in events:
         norm = math.sqrt(sum(v * v for v in event.embedding or [])) or 1.0
@@ -100,20 +110,27 @@ class Summary:
     output_tokens: int
 
 
-async def summarize(engine: Engine, text: str, max_new_tokens: int, timeout: float) -> Summary:
-    """The summarization training format (`prompts.SUMMARY_TEMPLATE`: the document, then
-    the cue GPT-2 itself answers with a summary zero-shot), greedy, ending at a newline. A
-    text too long for the context keeps its beginning, where the gist usually is; the summary
-    gets at most half the context."""
+def summary_texts(document: str) -> list[str]:
+    """The texts `summary_request` needs encoded: the summarization training format
+    (`prompts.SUMMARY_TEMPLATE`) around `{document}`, split so only the document is cut."""
+    before, after = prompts.SUMMARY_TEMPLATE.split("{document}", 1)
+    return [before, document.strip(), after]
+
+
+def summary_request(
+    engine: Engine, pieces: list[list[int]], max_new_tokens: int, timeout: float
+) -> Request:
+    """Greedy generation after the cue GPT-2 itself answers with a summary zero-shot,
+    ending at a newline. A document too long for the context keeps its beginning, where the
+    gist usually is; the summary gets at most half the context."""
     max_new_tokens = min(max_new_tokens, engine.max_seq_len // 2)
     params = SamplingParams(
         max_new_tokens=max_new_tokens, temperature=0, repetition_penalty=1.2, stop=("\n",)
     )
-    # The template's text around `{document}`, so that only the document is cut to fit.
-    before, after = prompts.SUMMARY_TEMPLATE.split("{document}", 1)
-    head, tail = engine.encode(before), engine.encode(after)
+    head, document, tail = pieces
     room = engine.max_seq_len - max_new_tokens - len(head) - len(tail)
-    ids = head + engine.encode(text.strip())[:room] + tail
-    request = engine.request(ids, Kind.GENERATE, params, timeout=timeout)
-    event = checked(await engine.complete(request))
+    return engine.request(head + document[:room] + tail, Kind.GENERATE, params, timeout=timeout)
+
+
+def summary_of(event: Event) -> Summary:
     return Summary(event.text.strip(), event.prompt_tokens, event.output_tokens)

@@ -1,5 +1,6 @@
 """FastAPI dependencies: who is calling (401 without a valid key), whether the server takes
-requests now (503), the per-key request rate (429), and the engine leased for one call."""
+requests now (503), the per-key request rate (429), and the engine leased for one call, whose
+charges a refused call gets back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lmforge.serve.http.call import Call
-from lmforge.serve.http.errors import Unauthorized, Unavailable
+from lmforge.serve.http.errors import Unauthorized, Unavailable, known_error
+from lmforge.serve.limits import Ledger
 from lmforge.serve.state import AppState
 
 # Open to anyone: probes, the API description and the playground (whose API calls carry the
@@ -29,9 +31,9 @@ def _bearer(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-def authorize(request: Request) -> str:
+def identify(request: Request) -> str:
     """The caller's key id; 401 without a valid key (when keys are configured); 503 while
-    not ready or draining; the per-key request rate limit."""
+    not ready or draining."""
     state = state_of(request)
     key_id = "anonymous"
     if state.keys:
@@ -44,7 +46,13 @@ def authorize(request: Request) -> str:
         key_id = found
     if not state.accepting():
         raise Unavailable(f"the server is {'draining' if state.draining else 'not ready'}")
-    state.limiter.charge(key_id, "requests", 1)
+    return key_id
+
+
+def authorize(request: Request) -> str:
+    """`identify`, then the per-key request rate limit."""
+    key_id = identify(request)
+    state_of(request).limiter.charge(key_id, "requests", 1)
     return key_id
 
 
@@ -66,12 +74,28 @@ def authorize_metrics(request: Request) -> None:
         raise Unauthorized(SEND_A_KEY)
 
 
-async def inference(request: Request, key: str = Depends(authorize)) -> AsyncIterator[Call]:
+def refused(exc: BaseException) -> bool:
+    """Whether the server turned the call down (a 4xx but 499: the body, its size, the
+    capacity or the budget) rather than doing work that then failed or was abandoned."""
+    error = known_error(exc, openai_route=False)
+    return error is not None and 400 <= error.status < 500 and error.status != 499
+
+
+async def inference(request: Request, key: str = Depends(identify)) -> AsyncIterator[Call]:
     """An authorized call over the engine serving now, leased until the response has been
-    sent (a stream's last event included), so a hot swap retires the old engine only after."""
+    sent (a stream's last event included), so a hot swap retires the old engine only after.
+    Its request and tokens are charged to the caller as it goes; a call the server refuses
+    (an invalid body included: FastAPI validates it after the dependencies) gets them back."""
     state = state_of(request)
+    ledger = Ledger(state.limiter, key)
+    ledger.charge("requests", 1)
     with state.lease() as engine:
-        yield Call(state, engine, key, request)
+        try:
+            yield Call(state, engine, ledger, request)
+        except BaseException as exc:
+            if refused(exc):
+                ledger.refund()
+            raise
 
 
 InferenceCall = Annotated[Call, Depends(inference)]

@@ -5,6 +5,7 @@ errors answer 422 on the native routes and 400 on the OpenAI-compatible ones, as
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,6 +36,15 @@ class ClientGone(LmforgeError):
     """The client disconnected before its answer was ready."""
 
 
+class InvalidField(LmforgeError):
+    """A schema-valid body field this server cannot take (longer than the model's context,
+    more items than the server's capacity): a 422 (400 on OpenAI routes) naming the field."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
 class ApiError(Exception):
     """An answer decided where it is raised: status, error type, message, parameter."""
 
@@ -52,7 +62,17 @@ class ApiError(Exception):
 
 
 def as_api_error(exc: Exception, openai_route: bool) -> ApiError:
-    """The one place that turns an exception into a status and an error type. Subclasses are
+    """The one place that turns an exception into a status and an error type; one we did not
+    expect is a 500 (logged) whose message carries the request id."""
+    known = known_error(exc, openai_route)
+    if known is not None:
+        return known
+    log.error("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", f"internal error (request id {request_id.get()})")
+
+
+def known_error(exc: BaseException, openai_route: bool) -> ApiError | None:
+    """The answer to an exception we raise or expect, None for any other. Subclasses are
     tested before their bases (PromptTooLong before InvalidRequest, all before EngineError)."""
     invalid = 400 if openai_route else 422
     if isinstance(exc, ApiError):
@@ -68,6 +88,8 @@ def as_api_error(exc: Exception, openai_route: bool) -> ApiError:
         return ApiError(429, "rate_limit_error", str(exc), headers=retry)
     if isinstance(exc, Overloaded):
         return ApiError(429, "overloaded", exc.one_line(), headers={"Retry-After": "1"})
+    if isinstance(exc, InvalidField):
+        return ApiError(invalid, "invalid_request_error", str(exc), exc.param)
     if isinstance(exc, PromptTooLong):
         return ApiError(invalid, "context_length_exceeded", str(exc), "prompt")
     if isinstance(exc, InvalidRequest):
@@ -77,16 +99,37 @@ def as_api_error(exc: Exception, openai_route: bool) -> ApiError:
     if isinstance(exc, EngineError):
         return ApiError(503, "unavailable", str(exc))
     if isinstance(exc, RequestValidationError):
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        first = _telling(exc.errors())
+        param = ".".join(str(p) for p in first.get("loc", ()) if _is_field(p)) or None
         message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
         return ApiError(invalid, "invalid_request_error", message, param)
     if isinstance(exc, HTTPException):
         kinds = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
         kind = kinds.get(exc.status_code, "invalid_request_error")
         return ApiError(exc.status_code, kind, str(exc.detail), headers=dict(exc.headers or {}))
-    log.error("unhandled error", exc_info=exc)
-    return ApiError(500, "internal_error", f"internal error (request id {request_id.get()})")
+    return None
+
+
+def _telling(errors: Sequence[Any]) -> Any:
+    """The error that says what is wrong. With a union (a text or a list of texts, a pair or
+    a query), pydantic reports every member the value was not (a type mismatch, a missing or
+    an unexpected field); the member that fits says why the value is wrong."""
+    return next((e for e in errors if not _mismatch(str(e.get("type", "")))), errors[0])
+
+
+def _mismatch(kind: str) -> bool:
+    return kind.endswith("_type") or kind in ("missing", "extra_forbidden")
+
+
+def _is_field(part: object) -> bool:
+    """A part of an error's location that names a field or an index, not the request body or
+    the union member pydantic tried (`list[str]`, `MatchQuery`: our fields are lowercase)."""
+    if part == "body":
+        return False
+    return not isinstance(part, str) or not ("[" in part or part in _TYPES or part[:1].isupper())
+
+
+_TYPES = {"str", "int", "float", "bool", "list", "dict"}
 
 
 def install_error_handlers(app: FastAPI, openai_paths: set[str]) -> None:

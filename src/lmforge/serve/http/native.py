@@ -46,7 +46,7 @@ async def generate(
     """Generate text after `prompt`; with `stream: true`, server-sent events carry each new
     piece of text and the last one carries `finish_reason` and `usage`."""
     params = SamplingParams.from_body(body.model_dump(), call.max_new_tokens)
-    (request,) = call.generation_requests([body.prompt], params)
+    (request,) = await call.generation_requests([body.prompt], params)
     if body.stream:
         return event_stream(native_events(request.request_id, call.events(request)))
     (event,) = await call.generations([request])
@@ -80,6 +80,8 @@ async def native_events(rid: str, events: AsyncIterator[Event]) -> AsyncIterator
     responses=documented(*INFERENCE_ERRORS),
 )
 async def tokenize(body: s.TokenizeRequest, call: InferenceCall) -> dict[str, object]:
-    """Token ids of `text` under the served model's tokenizer."""
-    tokens = call.engine.encode(body.text)
+    """Token ids of `text` under the served model's tokenizer (the whole text, as long as the
+    body limit allows), charged to the caller's token budget."""
+    (tokens,) = await call.encode([body.text], keep=None)
+    call.charge(len(tokens))
     return {"tokens": tokens, "count": len(tokens), "max_context": call.engine.max_seq_len}

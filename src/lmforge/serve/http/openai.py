@@ -19,7 +19,7 @@ from lmforge.serve.http.errors import INFERENCE_ERRORS, ApiError, documented
 from lmforge.serve.http.sse import event_stream, sse, streamed
 from lmforge.serve.request import SamplingParams
 from lmforge.serve.stream import Event
-from lmforge.serve.tasks import embeddings
+from lmforge.serve.tasks import embedding_requests, unit_vectors
 
 router = APIRouter()
 
@@ -65,7 +65,7 @@ async def completions(
         raise ApiError(400, "invalid_request_error", "give one prompt to stream", "prompt")
     params = SamplingParams.from_body(body.sampling(), call.max_new_tokens)
     completion = Completion(body.model or call.state.model.name)
-    requests = call.generation_requests(prompts, params)
+    requests = await call.generation_requests(prompts, params)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
         echo = prompts[0] if body.echo else ""
@@ -135,10 +135,12 @@ def logprobs(engine: Engine, event: Event, offset: int) -> dict[str, object]:
 async def openai_embeddings(body: s.EmbeddingRequest, call: InferenceCall) -> dict[str, object]:
     """OpenAI's embeddings API: unit-length pooled hidden states (mean over tokens by
     default)."""
-    ids = [call.engine.encode(x) if isinstance(x, str) else x for x in embedding_inputs(body.input)]
-    call.charge(sum(map(len, ids)))
-    work = embeddings(call.engine, ids, call.timeout, body.pooling)
-    vectors, prompt_tokens = await call.wait(work)
+    inputs = embedding_inputs(body.input)
+    encoded = iter(await call.prompt_ids([x for x in inputs if isinstance(x, str)]))
+    ids = [next(encoded) if isinstance(x, str) else x for x in inputs]
+    requests = embedding_requests(call.engine, ids, call.timeout, body.pooling)
+    events = await call.complete(call.admit(requests))
+    vectors, prompt_tokens = unit_vectors(events)
     data = []
     for index, vector in enumerate(vectors):
         value: object = vector

@@ -5,9 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from lmforge.serve import schemas as s
+from lmforge.serve.http.call import Call
 from lmforge.serve.http.deps import InferenceCall
-from lmforge.serve.http.errors import INFERENCE_ERRORS, documented
-from lmforge.serve.tasks import cosine, embeddings, label_scores, summarize
+from lmforge.serve.http.errors import INFERENCE_ERRORS, InvalidField, documented
+from lmforge.serve.http.tokens import Keep, char_bound, cut
+from lmforge.serve.tasks import (
+    classify_texts,
+    cosine,
+    embedding_requests,
+    label_probabilities,
+    label_requests,
+    summary_of,
+    summary_request,
+    summary_texts,
+    unit_vectors,
+)
 
 router = APIRouter(tags=["native"], responses=documented(*INFERENCE_ERRORS))
 
@@ -16,14 +28,37 @@ router = APIRouter(tags=["native"], responses=documented(*INFERENCE_ERRORS))
 async def classify(body: s.ClassifyRequest, call: InferenceCall) -> dict[str, object]:
     """Zero-shot classification by label scoring: the probability of each candidate label
     as the model's continuation of `template`."""
+    await check_template(call, body.template)
+    bound = char_bound(call.engine)
     texts = [body.text] if isinstance(body.text, str) else body.text
-    call.charge(sum(len(call.engine.encode(t)) for t in texts) * len(body.labels))
-    work = label_scores(call.engine, texts, body.labels, body.template, call.timeout)
+    # A text keeps its end (next to the label), a label its beginning.
+    texts = [cut(text, bound, Keep.TAIL) for text in texts]
+    labels = [cut(label, bound, Keep.HEAD) for label in body.labels]
+    ids = await call.encode(classify_texts(texts, labels, body.template), Keep.TAIL)
+    contexts, label_ids = ids[: len(texts)], ids[len(texts) :]
+    requests = call.admit(label_requests(call.engine, contexts, label_ids, call.timeout))
     results = []
-    for scores in await call.wait(work):
+    for scores in label_probabilities(await call.complete(requests), body.labels):
         best, _ = max(scores.items(), key=lambda scored: scored[1])
         results.append({"label": best, "scores": scores})
     return {"results": results}
+
+
+async def check_template(call: Call, template: str) -> None:
+    """422 for a template that leaves no room in the context for a text and a label (the
+    characters are checked first, so a huge one is refused without being encoded)."""
+    context = call.engine.max_seq_len
+    if len(template) > char_bound(call.engine):
+        raise InvalidField(
+            "template", f"{len(template):,} characters, more than a {context}-token context holds"
+        )
+    (ids,) = await call.encode([template.replace("{text}", "")])
+    if len(ids) + 2 > context:
+        raise InvalidField(
+            "template",
+            f"{len(ids)} tokens leave no room for a text and a label in the {context}-token "
+            "context",
+        )
 
 
 @router.post("/v1/match", response_model=s.MatchResponse)
@@ -35,9 +70,9 @@ async def match(body: s.MatchRequest, call: InferenceCall) -> dict[str, object]:
     else:
         texts = [body.query, *body.candidates]
     # Texts longer than the context are embedded by their beginning.
-    ids = [call.engine.encode(t)[: call.engine.max_seq_len - 1] for t in texts]
-    call.charge(sum(map(len, ids)))
-    vectors, _ = await call.wait(embeddings(call.engine, ids, call.timeout))
+    ids = [x[: call.engine.max_seq_len - 1] for x in await call.encode(texts)]
+    requests = call.admit(embedding_requests(call.engine, ids, call.timeout))
+    vectors, _ = unit_vectors(await call.complete(requests))
 
     def decide(similarity: float) -> bool | None:
         return None if body.threshold is None else similarity >= body.threshold
@@ -59,6 +94,8 @@ async def summarize_route(body: s.SummarizeRequest, call: InferenceCall) -> dict
     """A summary by 'TL;DR:' prompting in the summarization training format (greedy, ends at
     the first newline)."""
     new = min(body.max_new_tokens, call.max_new_tokens)
-    call.charge(len(call.engine.encode(body.text)), new)
-    result = await call.wait(summarize(call.engine, body.text, new, call.timeout))
+    pieces = await call.encode(summary_texts(body.text))
+    request = summary_request(call.engine, pieces, new, call.timeout)
+    (event,) = await call.complete(call.admit([request]))
+    result = summary_of(event)
     return {"summary": result.text, "usage": s.usage(result.prompt_tokens, result.output_tokens)}
