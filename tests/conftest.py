@@ -26,15 +26,18 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 900
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `python -m lmforge ARGS` as a real subprocess."""
+    """Run `python -m lmforge ARGS` as a real subprocess (in `env`, default `cli_env()`)."""
     return subprocess.run(
         [sys.executable, "-m", "lmforge", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=cli_env(),
+        env=env if env is not None else cli_env(),
         timeout=timeout,
     )
 

@@ -22,20 +22,10 @@ import pytest
 
 from lmforge.cards import CARD, ModelCard
 from lmforge.fsutil import sha256_file, write_json_atomic
-from tests.conftest import build_model_dir, cli_env
+from tests.conftest import build_model_dir, cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 TYPO_HINT = "or hf:NAME for a Hugging Face hub model"
-
-
-def lmforge(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lmforge", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def home_env(tmp_path: Path) -> dict[str, str]:
@@ -67,7 +57,7 @@ def copy(model: Path, tmp_path: Path, name: str = "copy") -> Path:
 
 def evaluate(env: dict[str, str], ref: str, text: Path, *extra: str) -> subprocess.CompletedProcess:
     report = text.parent / f"report-{time.monotonic_ns()}"
-    return lmforge(env, "eval", ref, "--perplexity", str(text), "--report", str(report), *extra)
+    return run_cli("eval", ref, "--perplexity", str(text), "--report", str(report), *extra, env=env)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -100,7 +90,7 @@ def test_card_paths_and_links_stay_inside_the_dir(carded: Path, text: Path, tmp_
     write_json_atomic(escaping / CARD, raw)
     for result in (
         evaluate(env, str(escaping), text),
-        lmforge(env, "registry", "register", str(escaping), "--name", "escaping"),
+        run_cli("registry", "register", str(escaping), "--name", "escaping", env=env),
     ):
         assert result.returncode == 4, result.stderr[-3000:]
         assert "'../secret.txt' is not a path inside the dir" in one_line_error(result)
@@ -133,11 +123,11 @@ def test_a_file_added_to_the_artifact_store_is_refused_by_pull(
     carded: Path, tmp_path: Path
 ) -> None:
     env = home_env(tmp_path)
-    result = lmforge(env, "registry", "register", str(carded), "--name", "tiny")
+    result = run_cli("registry", "register", str(carded), "--name", "tiny", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     stored = next((tmp_path / "home" / "artifacts").glob(f"*/artifacts/model/{CARD}")).parent
     (stored / "special_tokens_map.json").write_text(json.dumps({"eos_token": "the"}))
-    result = lmforge(env, "registry", "pull", "tiny/1")
+    result = run_cli("registry", "pull", "tiny/1", env=env)
     assert result.returncode == 5, result.stderr[-3000:]
     assert "special_tokens_map.json is not listed with its registered sha256" in one_line_error(
         result
@@ -196,7 +186,7 @@ def test_a_mistyped_path_fails_fast_without_the_network(
         "distill": ["distill", "--teacher", typo, "--data", str(ptb_small), "--output", out],
     }[verb]
     started = time.monotonic()
-    result = lmforge(env, *args, timeout=120)
+    result = run_cli(*args, timeout=120, env=env)
     elapsed = time.monotonic() - started
     assert proxy.attempts == 0, f"{verb} tried to reach the network for {typo}"
     assert result.returncode == 4, result.stderr[-3000:]
@@ -210,11 +200,11 @@ def test_registry_names_that_would_break_a_filter_are_refused(
     carded: Path, tmp_path: Path, name: str
 ) -> None:
     env = home_env(tmp_path)
-    result = lmforge(env, "registry", "register", str(carded), "--name", name)
+    result = run_cli("registry", "register", str(carded), "--name", name, env=env)
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"bad registered model name {name!r}" in result.stderr
     if "/" not in name:  # NAME/VERSION: a slash is the version's separator in a ref
-        shown = lmforge(env, "registry", "show", f"{name}@production")
+        shown = run_cli("registry", "show", f"{name}@production", env=env)
         assert shown.returncode == 5, shown.stderr[-3000:]
         assert f"bad registered model name {name!r}" in one_line_error(shown)
 
@@ -244,7 +234,7 @@ def test_a_registration_killed_half_way_is_failed_and_cleaned_by_the_next(
     env = home_env(tmp_path)
     home = tmp_path / "home"
     model = _big_model_dir(tmp_path, carded)
-    assert lmforge(env, "registry", "list").returncode == 0  # create the store first
+    assert run_cli("registry", "list", env=env).returncode == 0  # create the store first
     killed = subprocess.Popen(
         [sys.executable, "-m", "lmforge", "registry", "register", str(model), "--name", "big"],
         env=env,
@@ -261,7 +251,7 @@ def test_a_registration_killed_half_way_is_failed_and_cleaned_by_the_next(
     partial = next((home / "artifacts").glob(f"*{stale}/artifacts"))
     assert partial.is_dir()
 
-    result = lmforge(env, "registry", "register", str(carded), "--name", "big")
+    result = run_cli("registry", "register", str(carded), "--name", "big", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _runs(home / "mlflow.db")[stale] == "FAILED"
     assert not partial.exists()

@@ -178,7 +178,7 @@ SURROGATE = "bad \udfff text"
 SURROGATE_BODIES = [
     ("/v1/tokenize", {"text": SURROGATE}, 422, "text"),
     ("/v1/generate", {"prompt": SURROGATE}, 422, "prompt"),
-    ("/v1/generate", {"prompt": "ok", "stop": [SURROGATE]}, 422, "stop.0"),
+    ("/v1/generate", {"prompt": "ok", "stop": [SURROGATE]}, 422, "stop"),
     ("/v1/completions", {"prompt": SURROGATE}, 400, "prompt"),
     ("/v1/completions", {"prompt": ["ok", SURROGATE]}, 400, "prompt.1"),
     ("/v1/completions", {"prompt": "ok", "stop": SURROGATE}, 400, "stop"),

@@ -93,29 +93,34 @@ def test_connections_that_send_nothing_are_closed_and_capped(server: Server) -> 
     assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
 
 
-def test_headers_sent_a_byte_at_a_time_are_cut_off(server: Server) -> None:
-    """Slowloris: each header line arrives well within any idle timeout, forever."""
-    sock = connect(server)
+def trickle(sock: socket.socket, first: bytes, drip: bytes, every: float) -> tuple[bytes, float]:
+    """Send `first`, then `drip` every `every` seconds until the server closes: (what the
+    server answered, seconds until it closed)."""
     closed = threading.Event()
 
-    def trickle() -> None:
+    def send() -> None:
         try:
-            sock.sendall(head("GET", "/healthz")[:-2])  # the head, never finished
-            while not closed.wait(0.1):
-                sock.sendall(b"X")
+            sock.sendall(first)
+            while not closed.wait(every):
+                sock.sendall(drip)
         except OSError:
             return
 
-    sender = threading.Thread(target=trickle)
+    sender = threading.Thread(target=send)
     started = time.monotonic()
     sender.start()
     try:
         answer = read_to_close(sock)
-        elapsed = time.monotonic() - started
+        return answer, time.monotonic() - started
     finally:
         closed.set()
         sender.join()
         sock.close()
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off(server: Server) -> None:
+    """Slowloris: each header line arrives well within any idle timeout, forever."""
+    answer, elapsed = trickle(connect(server), head("GET", "/healthz")[:-2], b"X", 0.1)
     assert elapsed < HEADER_TIMEOUT + SLACK, elapsed
     assert timed_out(answer), answer
 
@@ -135,29 +140,10 @@ def test_an_idle_kept_alive_connection_is_closed(server: Server) -> None:
 
 
 def test_a_body_sent_ever_more_slowly_is_cut_off(server: Server) -> None:
-    sock = connect(server)
-    closed = threading.Event()
     auth = f"Authorization: Bearer {API_KEY}"
     lines = (auth, "Content-Type: application/json", "Content-Length: 1000")
-
-    def trickle() -> None:
-        try:
-            sock.sendall(head("POST", "/v1/tokenize", *lines) + b'{"text": "')
-            while not closed.wait(0.2):
-                sock.sendall(b"a")
-        except OSError:
-            return
-
-    sender = threading.Thread(target=trickle)
-    started = time.monotonic()
-    sender.start()
-    try:
-        answer = read_to_close(sock)
-        elapsed = time.monotonic() - started
-    finally:
-        closed.set()
-        sender.join()
-        sock.close()
+    first = head("POST", "/v1/tokenize", *lines) + b'{"text": "'
+    answer, elapsed = trickle(connect(server), first, b"a", 0.2)
     assert BODY_TIMEOUT - 0.5 < elapsed < BODY_TIMEOUT + SLACK, elapsed
     assert timed_out(answer), answer
 

@@ -14,24 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env
+from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import card
 
 pytestmark = pytest.mark.integration
 
 
-def lmforge(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lmforge", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def ok(env: dict[str, str], *args: str) -> str:
-    result = lmforge(env, *args)
+    result = run_cli(*args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -82,10 +72,10 @@ def full_flow(env: dict[str, str], teacher: Path, student: Path, home: Path) -> 
     gate.parent.mkdir(parents=True, exist_ok=True)
     gate.write_text("metrics:\n  valid_loss: {better: lower, max_regression: 0.0}\n")
     ok(env, "registry", "promote", "ptb", better, "--gate", str(gate))
-    refused = lmforge(env, "registry", "promote", "ptb", worse, "--gate", str(gate))
+    refused = run_cli("registry", "promote", "ptb", worse, "--gate", str(gate), env=env)
     assert refused.returncode == 8, refused.stdout  # the gate's own exit code
     assert "regressed" in refused.stdout and f"refused: v{worse} regresses" in refused.stderr
-    verdict = lmforge(env, "registry", "promote", "ptb", worse, "--gate", str(gate), "--json")
+    verdict = run_cli("registry", "promote", "ptb", worse, "--gate", str(gate), "--json", env=env)
     assert verdict.returncode == 8 and f"refused: v{worse} regresses" in verdict.stderr
     document = json.loads(verdict.stdout)  # stdout is the one JSON document
     assert (document["moved"], document["previous"], document["version"]) == (False, better, worse)
@@ -155,18 +145,18 @@ def test_full_flow_in_the_embedded_store(
     cached = tmp_path / "home" / "cache" / "ptb" / production / "model.safetensors"
     with open(cached, "r+b") as handle:
         handle.truncate(100)
-    tampered = lmforge(env, "registry", "pull", f"ptb/{production}")
+    tampered = run_cli("registry", "pull", f"ptb/{production}", env=env)
     assert tampered.returncode == 5
     assert "model.safetensors does not match its registered sha256" in tampered.stderr
 
-    held = lmforge(env, "registry", "delete", "ptb", production)
+    held = run_cli("registry", "delete", "ptb", production, env=env)
     assert held.returncode == 5 and "holds @production" in held.stderr
     ok(env, "registry", "delete", "ptb", other)
-    missing = lmforge(env, "registry", "show", f"ptb/{other}")
+    missing = run_cli("registry", "show", f"ptb/{other}", env=env)
     assert (
         missing.returncode == 5 and f"no version {other} (versions: {production})" in missing.stderr
     )
-    unknown = lmforge(env, "registry", "show", "nope@production")
+    unknown = run_cli("registry", "show", "nope@production", env=env)
     assert unknown.returncode == 5 and "no registered model 'nope'" in unknown.stderr
 
 
@@ -175,15 +165,15 @@ def test_register_refuses_unverifiable_dirs(teacher: Path, tmp_path: Path) -> No
     broken = tmp_path / "broken"
     shutil.copytree(teacher, broken)
     (broken / "config.json").write_text((broken / "config.json").read_text() + " ")
-    result = lmforge(env, "registry", "register", str(broken), "--name", "x")
+    result = run_cli("registry", "register", str(broken), "--name", "x", env=env)
     assert result.returncode == 4 and "config.json does not match its sha256" in result.stderr
     (broken / "lmforge.json").unlink()
-    result = lmforge(env, "registry", "register", str(broken), "--name", "x")
+    result = run_cli("registry", "register", str(broken), "--name", "x", env=env)
     assert result.returncode == 5 and "has no lmforge.json" in result.stderr
     pickled = tmp_path / "pickled"
     shutil.copytree(teacher, pickled)
     (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
-    result = lmforge(env, "registry", "register", str(pickled), "--name", "x")
+    result = run_cli("registry", "register", str(pickled), "--name", "x", env=env)
     assert result.returncode == 4 and "pickle weights (pytorch_model.bin)" in result.stderr
 
 
@@ -210,7 +200,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
     }
-    result = lmforge(env, "registry", "list")
+    result = run_cli("registry", "list", env=env)
     assert result.returncode == 5
     assert "cannot reach the model registry at http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr

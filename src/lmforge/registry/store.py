@@ -36,8 +36,15 @@ def use_store(experiment: str) -> str:
     artifacts = (lmforge_home() / "artifacts").as_uri() if embedded else None
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
-        return found.experiment_id
-    return mlflow.create_experiment(experiment, artifact_location=artifacts)
+        return str(found.experiment_id)
+    try:
+        return str(mlflow.create_experiment(experiment, artifact_location=artifacts))
+    except mlflow.exceptions.MlflowException:
+        # Another process (a concurrent register or train) created it since we looked.
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 def client() -> Any:  # an mlflow.MlflowClient; mlflow ships no type information
