@@ -102,3 +102,36 @@ def test_a_batch_over_what_the_engine_holds_is_served(served: tuple[Engine, Mode
         over = test_client.post("/v1/embeddings", json={"input": ["the"] * (holds + 1)})
     assert over.status_code == 200, over.text
     assert len(over.json()["data"]) == holds + 1
+
+
+def test_require_checks_without_taking() -> None:
+    limiter = RateLimiter(requests_per_minute=0, tokens_per_minute=100)
+    limiter.require("k", "tokens", 100)  # all of it is there; nothing is taken
+    limiter.charge("k", "tokens", 100)
+    with pytest.raises(RateLimited):
+        limiter.require("k", "tokens", 1)
+
+
+def test_an_unaffordable_flood_is_refused_before_it_is_encoded(
+    served: tuple[Engine, ModelInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text has at least len / longest-token tokens, so a tokenize flood or a list of
+    prompts the budget cannot cover is a 429 without any tokenizer time (the tokenizer is the
+    process boundary watched here)."""
+    engine, _ = served
+    calls: list[int] = []
+    real = engine.tokenizer.encode_batch
+
+    def counted(texts: list[str]) -> object:
+        calls.append(len(texts))
+        return real(texts)
+
+    monkeypatch.setattr(engine.tokenizer, "encode_batch", counted)
+    with client(app_state(served, rate_tokens=3000)) as test_client:
+        flood = "the cat sat on the mat " * 30_000
+        assert test_client.post("/v1/tokenize", json={"text": flood}).status_code == 429
+        prompts = {"prompt": ["hello"] * 64, "max_tokens": 64}
+        assert test_client.post("/v1/completions", json=prompts).status_code == 429
+        assert calls == []
+        assert test_client.post("/v1/tokenize", json={"text": "hello"}).status_code == 200
+        assert calls == [1]

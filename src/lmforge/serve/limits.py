@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from lmforge.errors import LmforgeError
 
@@ -29,15 +30,21 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
         self.stamp = now
 
-    def take(self, amount: float) -> float:
-        """Take `amount` and return 0, or take nothing and return the seconds to wait."""
+    def shortfall(self, amount: float) -> float:
+        """Seconds until `amount` is there (0: it is now); takes nothing."""
         self._refill()
         if amount <= self.level:
-            self.level -= amount
             return 0.0
         if amount > self.capacity:
             return 60.0
         return (amount - self.level) / self.rate
+
+    def take(self, amount: float) -> float:
+        """Take `amount` and return 0, or take nothing and return the seconds to wait."""
+        wait = self.shortfall(amount)
+        if not wait:
+            self.level -= amount
+        return wait
 
     def give_back(self, amount: float) -> None:
         """Return what a refused call took (never above one minute's worth)."""
@@ -54,12 +61,22 @@ class RateLimiter:
     def charge(self, key_id: str, what: str, amount: float) -> None:
         """Take `amount`, or raise `RateLimited` (with Retry-After seconds) having taken
         nothing when `key_id` is over its limit."""
+        self._apply(key_id, what, amount, TokenBucket.take)
+
+    def require(self, key_id: str, what: str, amount: float) -> None:
+        """Raise `RateLimited` when `key_id` has less than `amount` left; takes nothing (a
+        call checks what it will surely cost before the work that tells the exact cost)."""
+        self._apply(key_id, what, amount, TokenBucket.shortfall)
+
+    def _apply(
+        self, key_id: str, what: str, amount: float, op: Callable[[TokenBucket, float], float]
+    ) -> None:
         per_minute = self.limits[what]
         if not per_minute:
             return
         with self._lock:
             bucket = self._buckets.setdefault((key_id, what), TokenBucket(per_minute))
-            wait = bucket.take(amount)
+            wait = op(bucket, amount)
         if wait:
             raise RateLimited(f"{per_minute:g} {what} per minute", max(1.0, wait))
 
@@ -85,6 +102,9 @@ class Ledger:
     def charge(self, what: str, amount: float) -> None:
         self.limiter.charge(self.key_id, what, amount)
         self.taken[what] = self.taken.get(what, 0.0) + amount
+
+    def require(self, what: str, amount: float) -> None:
+        self.limiter.require(self.key_id, what, amount)
 
     def refund(self) -> None:
         for what, amount in self.taken.items():

@@ -14,7 +14,7 @@ from fastapi import Request
 
 from lmforge.serve.engine import Engine
 from lmforge.serve.http.errors import ClientGone
-from lmforge.serve.http.tokens import Keep, char_bound, cut, encode
+from lmforge.serve.http.tokens import Keep, char_bound, cut, encode, longest_token_chars
 from lmforge.serve.limits import Ledger
 from lmforge.serve.request import Kind, PromptTooLong, SamplingParams
 from lmforge.serve.request import Request as EngineRequest
@@ -70,11 +70,13 @@ class Call:
         if keep is not None:
             bound = char_bound(self.engine)
             texts = [cut(text, bound, keep) for text in texts]
+        self.afford(texts)
         return await encode(self.engine, texts)
 
-    async def prompt_ids(self, prompts: Sequence[str]) -> list[list[int]]:
-        """Token ids of whole prompts; one that cannot fit the context is refused before any
-        encoding (its tokens would only be counted to say so)."""
+    async def prompt_ids(self, prompts: Sequence[str], new_tokens: int = 0) -> list[list[int]]:
+        """Token ids of whole prompts that will ask for `new_tokens` in all; one that cannot
+        fit the context is refused before any encoding (its tokens would only be counted to
+        say so)."""
         bound, context = char_bound(self.engine), self.engine.max_seq_len
         for prompt in prompts:
             if len(prompt) > bound:
@@ -82,7 +84,15 @@ class Call:
                     f"the prompt has more than {context} tokens ({len(prompt):,} characters); "
                     f"the context holds {context} including at least one new token"
                 )
+        self.afford(prompts, new_tokens)
         return await encode(self.engine, prompts)
+
+    def afford(self, texts: Sequence[str], new_tokens: int = 0) -> None:
+        """429 before any encoding when the caller's budget cannot cover what the call will
+        surely cost: no token spells more than the vocabulary's longest entry, so a text has
+        at least len / longest tokens. (An unaffordable flood then costs no tokenizer time.)"""
+        longest = longest_token_chars(self.engine)
+        self.ledger.require("tokens", sum(-(-len(t) // longest) for t in texts) + new_tokens)
 
     def request(
         self,
@@ -111,7 +121,7 @@ class Call:
         self, prompts: list[str], params: SamplingParams
     ) -> list[EngineRequest]:
         """Admitted generate requests for `prompts`."""
-        ids = await self.prompt_ids(prompts)
+        ids = await self.prompt_ids(prompts, params.max_new_tokens * len(prompts))
         # An empty prompt stays text: the engine starts it as a new document.
         requests = [
             self.request(i or p, Kind.GENERATE, params) for p, i in zip(prompts, ids, strict=True)
