@@ -111,8 +111,8 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     if cfg.workers:
         # Read by the tokenizers thread pool when it first starts, which is later than this.
         os.environ["RAYON_NUM_THREADS"] = str(cfg.workers)
-    from lmforge.data.pack import pack, token_dtype
-    from lmforge.data.tokenizer import end_of_text_id, load_tokenizer, tokenizer_file
+    from lmforge.data.pack import token_dtype
+    from lmforge.data.tokenizer import end_of_text_id, load_tokenizer
 
     shard = cfg.shard_index
     owns: Callable[[int], bool] = (
@@ -125,19 +125,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, owns, fixed)
     reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
 
-    stages: list[Stage] = [
-        Normalizer(markup=cfg.strip_markup),
-        QualityFilter(
-            min_chars=cfg.min_chars,
-            max_chars=cfg.max_chars,
-            min_alpha_fraction=cfg.min_alpha_fraction,
-            max_repeated_line_fraction=cfg.max_repeated_line_fraction,
-        ),
-    ]
-    if cfg.pii:
-        stages.append(PiiRedactor(phone_region=cfg.pii_phone_region))
-    if shard is None:
-        stages += dedup_and_sample_stages(cfg)
+    stages = _cleaning_stages(cfg)
     representative = cfg.representative_clusters > 0
     seconds: dict[str, float] = {}
     output = Path(cfg.output)
@@ -162,21 +150,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
 
         if pool is not None:
             pool.close()
-            sample_stats = StageStats("sample")
-            started = time.perf_counter()
-            kept = representative_ordinals(
-                lambda: read_spill(pool.path),
-                clusters=cfg.representative_clusters,
-                fraction=cfg.sample_fraction,
-                seed=cfg.seed,
-                stats=sample_stats,
-            )
-            select: list[Stage] = [_Select(kept, sample_stats)]
-            for doc in read_spill(pool.path):
-                if run_stages(select, doc) is not None:
-                    route(doc)
-            sample_stats.seconds = time.perf_counter() - started
-            stage_stats.append(sample_stats)
+            stage_stats.append(_sample_representative(cfg, pool.path, route))
         canaries = make_canaries(cfg.canaries, cfg.canary_repeats, cfg.seed)
         for doc in canary_documents(canaries):
             route(doc)
@@ -196,35 +170,12 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 log.warning("the %s split is empty; the corpus is too small for --split", name)
 
         started = time.perf_counter()
-        budget = {"documents": 0, "chars": 0}
-        if reused is not None:
-            tokenizer = reused
-            tokenizer_info: dict[str, Any] = {"kind": "reused", "source": cfg.tokenizer}
-            source_hash = sha256_file(tokenizer_file(cfg.tokenizer))
-            tokenizer_info["source_sha256"] = source_hash
-        else:
-            with progress_bar("train tokenizer", None):
-                tokenizer = _train_tokenizer(
-                    cfg, _bounded(read_spill(spills["train"].path), cfg.tokenizer_max_chars, budget)
-                )
-            tokenizer_info = {"kind": "char" if cfg.char_level else "bpe", "trained_on": budget}
+        tokenizer, tokenizer_info = _tokenizer(cfg, reused, spills["train"].path)
         tokenizer.save(str(tmp / "tokenizer.json"))
         seconds["tokenizer"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        splits: dict[str, Any] = {}
-        total_docs = sum(spill.count for spill in spills.values())
-        with progress_bar("encode + pack", total_docs, "docs") as bar:
-            for name, spill in spills.items():
-                ordinals = tmp / f"{name}.ordinals" if shard else None
-                docs, tokens, words = pack(
-                    read_spill(spill.path),
-                    tokenizer,
-                    tmp / f"{name}.bin",
-                    on_batch=bar.advance,
-                    ordinals_out=ordinals,
-                )
-                splits[name] = split_entry(tmp, name, docs, tokens, words)
+        splits = _pack_splits(spills, tokenizer, tmp, with_ordinals=shard is not None)
         seconds["pack"] = time.perf_counter() - started
         for written in (*spills.values(), pool):
             if written is not None:
@@ -258,6 +209,85 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
             }
         DatasetManifest.write(tmp, manifest)
     return PrepareResult(output, manifest, seconds)
+
+
+def _sample_representative(
+    cfg: PrepareConfig, pool: Path, route: Callable[[Document], None]
+) -> StageStats:
+    """`--sample representative:K`: route the documents of the clusters' sample from the
+    spilled pool of every cleaned document."""
+    stats = StageStats("sample")
+    started = time.perf_counter()
+    kept = representative_ordinals(
+        lambda: read_spill(pool),
+        clusters=cfg.representative_clusters,
+        fraction=cfg.sample_fraction,
+        seed=cfg.seed,
+        stats=stats,
+    )
+    select: list[Stage] = [_Select(kept, stats)]
+    for doc in read_spill(pool):
+        if run_stages(select, doc) is not None:
+            route(doc)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _pack_splits(
+    spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path, with_ordinals: bool
+) -> dict[str, Any]:
+    """Encode and pack every split's documents into `out/NAME.bin` (and, for a shard, the
+    ordinals the merge orders them by); their manifest entries."""
+    from lmforge.data.pack import pack
+
+    splits: dict[str, Any] = {}
+    total_docs = sum(spill.count for spill in spills.values())
+    with progress_bar("encode + pack", total_docs, "docs") as bar:
+        for name, spill in spills.items():
+            docs, tokens, words = pack(
+                read_spill(spill.path),
+                tokenizer,
+                out / f"{name}.bin",
+                on_batch=bar.advance,
+                ordinals_out=out / f"{name}.ordinals" if with_ordinals else None,
+            )
+            splits[name] = split_entry(out, name, docs, tokens, words)
+    return splits
+
+
+def _cleaning_stages(cfg: PrepareConfig) -> list[Stage]:
+    """normalize → filter → PII → (dedup → sample, unless a shard defers them to the merge)."""
+    stages: list[Stage] = [
+        Normalizer(markup=cfg.strip_markup),
+        QualityFilter(
+            min_chars=cfg.min_chars,
+            max_chars=cfg.max_chars,
+            min_alpha_fraction=cfg.min_alpha_fraction,
+            max_repeated_line_fraction=cfg.max_repeated_line_fraction,
+        ),
+    ]
+    if cfg.pii:
+        stages.append(PiiRedactor(phone_region=cfg.pii_phone_region))
+    if cfg.shard_index is None:
+        stages += dedup_and_sample_stages(cfg)
+    return stages
+
+
+def _tokenizer(
+    cfg: PrepareConfig, reused: Tokenizer | None, train_spill: Path
+) -> tuple[Tokenizer, dict[str, Any]]:
+    """The `--tokenizer` given, or one trained on the train split (up to a character budget),
+    with what the manifest says of it."""
+    from lmforge.data.tokenizer import tokenizer_file
+
+    if reused is not None:
+        source = sha256_file(tokenizer_file(cfg.tokenizer))
+        return reused, {"kind": "reused", "source": cfg.tokenizer, "source_sha256": source}
+    budget = {"documents": 0, "chars": 0}
+    with progress_bar("train tokenizer", None):
+        texts = _bounded(read_spill(train_spill), cfg.tokenizer_max_chars, budget)
+        tokenizer = _train_tokenizer(cfg, texts)
+    return tokenizer, {"kind": "char" if cfg.char_level else "bpe", "trained_on": budget}
 
 
 def split_entry(directory: Path, name: str, docs: int, tokens: int, words: int) -> dict[str, Any]:
