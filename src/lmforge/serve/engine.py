@@ -90,6 +90,7 @@ class Engine:
             raise self._load_error
         self.eos_id = self.runner.eos_id
         self.max_seq_len = self.runner.max_seq_len
+        self.labels = self.runner.labels  # a classifier's, in id order; empty for an LM
         self.scheduler = Scheduler(self.settings, self.runner.cache, self.max_seq_len, self.eos_id)
 
     def _main(self) -> None:
@@ -168,7 +169,7 @@ class Engine:
             raise EngineError(f"the engine is dead: {self.dead}")
         if self._stopping:
             raise EngineError("the engine is shutting down")
-        check_runnable(request, self.runner.vocab_size)
+        check_runnable(request, self.runner.vocab_size, self.labels)
         stream = Stream(loop)
         with self._lock:
             self.scheduler.add(request)

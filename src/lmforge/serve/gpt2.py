@@ -1,7 +1,8 @@
 """Our GPT-2 inference forward, built from a Hugging Face model dir's weights: embeddings,
-blocks and the LM head, reading and writing keys and values through a `SlotKVCache`.
-Attention: two batched matmuls for all one-token decode rows, `scaled_dot_product_attention`
-per prefill chunk (each with its own causal offset)."""
+blocks and the head (the LM head, or a GPT2ForSequenceClassification's `score` head), reading
+and writing keys and values through a `SlotKVCache`. Attention: two batched matmuls for all
+one-token decode rows, `scaled_dot_product_attention` per prefill chunk (each with its own
+causal offset)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # Below this many rows, W @ x.T beats x @ W.T on CPU (see GPT2.__init__).
 WEIGHT_FIRST_ROWS = 64
 UNSUPPORTED = ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn")
+CLASSIFIER = "GPT2ForSequenceClassification"
 Projection = Callable[[nn.Linear, torch.Tensor], torch.Tensor]
 
 
@@ -63,7 +65,7 @@ def _call(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 def _weight_first(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if x.shape[0] > WEIGHT_FIRST_ROWS:
         return cast(torch.Tensor, layer(x))
-    bias: torch.Tensor | None = layer.bias  # None for the LM head
+    bias: torch.Tensor | None = layer.bias  # None for the head
     if bias is None:
         return torch.mm(layer.weight, x.t()).t()
     return torch.addmm(bias[:, None], layer.weight, x.t()).t()
@@ -140,8 +142,42 @@ def output_embedding(state: dict[str, torch.Tensor], config: dict[str, object]) 
     return head
 
 
+def read_labels(config: dict[str, object]) -> list[str]:
+    """A sequence classifier's labels in id order (from `id2label`); empty for a language
+    model."""
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list) or CLASSIFIER not in architectures:
+        return []
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise ModelError(f"a {CLASSIFIER} config needs id2label")
+    try:
+        labels = [str(id2label[str(i)]) for i in range(len(id2label))]
+    except KeyError as exc:
+        raise ModelError(f"id2label must number its labels 0..{len(id2label) - 1}") from exc
+    if len(set(labels)) != len(labels):
+        raise ModelError(f"id2label names a label twice: {labels}")
+    return labels
+
+
+def head_weight(
+    state: dict[str, torch.Tensor], config: dict[str, object], labels: list[str]
+) -> torch.Tensor:
+    """The head's [outputs, d_model] weight: a classifier's `score.weight` (one row per
+    label, no bias), else the LM head's."""
+    if not labels:
+        return output_embedding(state, config)
+    score = state.get("score.weight")
+    if score is None or score.shape[0] != len(labels):
+        shape = None if score is None else tuple(score.shape)
+        raise ModelError(f"a {len(labels)}-label classifier needs score.weight; found {shape}")
+    return score
+
+
 class GPT2:
-    """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU."""
+    """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU. A
+    sequence classifier (`labels` non-empty) has its `score` head where a language model has
+    its LM head: `logits` are then one per label."""
 
     def __init__(
         self,
@@ -158,6 +194,7 @@ class GPT2:
         self.head_dim = self.d_model // self.n_head
         self.n_positions = cast(int, config["n_positions"])
         self.vocab_size = cast(int, config["vocab_size"])
+        self.labels = read_labels(config)
         eos = config.get("eos_token_id")
         self.eos_id = eos if isinstance(eos, int) else None
         self.device = device
@@ -191,9 +228,10 @@ class GPT2:
         model.stack = Stack([block(i) for i in range(self.n_layer)], norm("ln_f"), embed)
         wpe = state["wpe.weight"]
         model.wpe = nn.Embedding(wpe.shape[0], wpe.shape[1], _weight=wpe.clone(), _freeze=True)
-        lm_head = nn.Linear(self.d_model, self.vocab_size, bias=False)
-        lm_head.weight.data = output_embedding(state, config)
-        model.lm_head = lm_head
+        weight = head_weight(state, config, self.labels)
+        head = nn.Linear(self.d_model, weight.shape[0], bias=False)
+        head.weight.data = weight
+        model.head = head
         model.float()
         if quantize == "int8":
             with warnings.catch_warnings():
@@ -212,7 +250,7 @@ class GPT2:
         self.stack = cast(Stack, model.stack)
         self.blocks = [cast(Block, b) for b in self.stack.blocks]
         self.wpe = cast(nn.Embedding, model.wpe)
-        self.lm_head = cast(nn.Linear, model.lm_head)
+        self.head = cast(nn.Linear, model.head)
         # On CPU, BLAS runs W @ x.T faster than x @ W.T for the few-row activations of decode
         # steps (measured 15-25% per step, most on the 50257-wide LM head); long prefills are
         # faster the usual way round.
@@ -271,5 +309,6 @@ class GPT2:
         return cast(torch.Tensor, self.stack.ln_f(x))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The head's logits [N, vocab] (or [N, labels] for a classifier) of hidden states."""
         # Contiguous rows: argmax and sampling over a transposed result are several times slower.
-        return self.project(self.lm_head, hidden).float().contiguous()
+        return self.project(self.head, hidden).float().contiguous()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +31,7 @@ class Kind(StrEnum):
     GENERATE = "generate"
     SCORE = "score"
     EMBED = "embed"
+    CLASSIFY = "classify"  # the classification head on the last token's final state
 
 
 class Status(StrEnum):
@@ -134,7 +136,8 @@ _ids = itertools.count()
 @dataclass
 class Request:
     """One sequence in the engine. `score` requests rate `prompt_ids[score_from:]` given what
-    precedes it; `embed` requests pool the hidden states of `prompt_ids`."""
+    precedes it; `embed` requests pool the hidden states of `prompt_ids`; `classify` requests
+    end with the label probabilities (in `scores`, in label id order) of `prompt_ids`."""
 
     prompt_ids: list[int]
     kind: Kind = Kind.GENERATE
@@ -183,8 +186,23 @@ class Request:
         return self.status is Status.FINISHED
 
 
-def check_runnable(request: Request, vocab_size: int) -> None:
-    """Raise `InvalidRequest`, saying why, for a request the engine cannot run as given."""
+# What a model with only a classification head cannot do, and what a language model cannot.
+NEEDS_LM_HEAD = (Kind.GENERATE, Kind.SCORE)
+
+
+def check_runnable(request: Request, vocab_size: int, labels: Sequence[str] = ()) -> None:
+    """Raise `InvalidRequest`, saying why, for a request the engine cannot run as given on
+    a model with `labels` (a classifier's, in id order; empty for a language model)."""
+    if labels and request.kind in NEEDS_LM_HEAD:
+        raise InvalidRequest(
+            f"this model is a classifier (labels {', '.join(labels)}) with no language-model "
+            f"head: it cannot run {request.kind} requests; classify with it"
+        )
+    if not labels and request.kind is Kind.CLASSIFY:
+        raise InvalidRequest(
+            "this model is a language model with no classification head: it cannot run "
+            "classify requests"
+        )
     if request.kind is Kind.GENERATE and (problems := request.params.problems()):
         raise InvalidRequest("bad sampling parameters: " + "; ".join(problems))
     if not request.prompt_ids:

@@ -1,6 +1,6 @@
 """One engine step on the model: assembles the step's batch from the scheduler's chunks
 (prefills of newly admitted requests and one decode token per running request), runs one
-forward for all of them, then samples, scores or pools per request."""
+forward for all of them, then samples, scores, pools or classifies per request."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class TokenOutput:
 @dataclass
 class ChunkOutput:
     """What one chunk produced: a sampled token (generate, once its prompt is complete), the
-    log-probabilities of its scored tokens (score), pooled state (embed), or an error."""
+    log-probabilities of its scored tokens (score), pooled state (embed), the label
+    probabilities in id order (classify, once its text is complete), or an error."""
 
     token: TokenOutput | None = None
     scores: list[float] = field(default_factory=list)
@@ -66,6 +67,7 @@ class Runner:
         )
         self.eos_id = model.eos_id
         self.vocab_size = model.vocab_size
+        self.labels = model.labels
         self._generators: dict[str, torch.Generator] = {}
         self._pooled: dict[str, torch.Tensor] = {}  # running sums of embed requests in chunks
 
@@ -119,6 +121,7 @@ class Runner:
     def _outputs(self, chunks: list[Chunk], hidden: torch.Tensor) -> list[ChunkOutput]:
         outputs = [ChunkOutput() for _ in chunks]
         sampled: list[tuple[int, int]] = []  # (chunk index, row of its last token)
+        classified: list[tuple[int, int]] = []
         offset = 0
         for index, chunk in enumerate(chunks):
             request, end = chunk.request, offset + chunk.length
@@ -128,7 +131,11 @@ class Runner:
                 outputs[index].scores = self._scores(chunk, hidden[offset:end])
             elif request.kind is Kind.EMBED:
                 outputs[index].embedding = self._pool(chunk, hidden[offset:end])
+            elif request.kind is Kind.CLASSIFY and chunk.completes_prompt:
+                classified.append((index, end - 1))
             offset = end
+        if classified:
+            self._classify(outputs, classified, hidden)
         if sampled:
             logits = self.model.logits(hidden[[row for _, row in sampled]])
             requests = [chunks[index].request for index, _ in sampled]
@@ -139,6 +146,20 @@ class Runner:
                 else:
                     outputs[index].token = token
         return outputs
+
+    def _classify(
+        self, outputs: list[ChunkOutput], rows: list[tuple[int, int]], hidden: torch.Tensor
+    ) -> None:
+        """The classification head on each text's last token, as GPT2ForSequenceClassification
+        pools it: a softmax over the labels per row, one head call for the step."""
+        logits = self.model.logits(hidden[[row for _, row in rows]])
+        finite = sampling.finite_rows(logits)
+        probabilities: list[list[float]] = logits.softmax(dim=-1).tolist()
+        for (index, _), ok, row in zip(rows, finite, probabilities, strict=True):
+            if ok:
+                outputs[index].scores = row
+            else:
+                outputs[index].error = "the model produced NaN or Inf logits"
 
     def _scores(self, chunk: Chunk, hidden: torch.Tensor) -> list[float]:
         """Log-probabilities of the tokens at positions >= score_from that this chunk predicts:

@@ -113,8 +113,8 @@ class Scheduler:
                 self.waiting.remove(request)
 
     def on_computed(self, chunk: Chunk) -> FinishReason | None:
-        """Count a chunk's tokens as cached; a score or embed request is done (STOP) once its
-        whole prompt is."""
+        """Count a chunk's tokens as cached; a score, embed or classify request is done (STOP)
+        once its whole prompt is."""
         request = chunk.request
         request.num_computed += chunk.length
         if request.kind is Kind.GENERATE or request.in_prefill:

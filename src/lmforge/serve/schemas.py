@@ -126,19 +126,26 @@ class ClassifyRequest(Strict):
     text: Text | Annotated[list[Text], Field(min_length=1, max_length=64)] = Field(
         ..., description="One text or a list of up to 64."
     )
-    labels: list[Text] = Field(
-        ..., min_length=2, max_length=50, json_schema_extra={"uniqueItems": True}
+    labels: list[Text] | None = Field(
+        None,
+        min_length=2,
+        max_length=50,
+        json_schema_extra={"uniqueItems": True},
+        description="Candidate labels. Required for a language model (zero-shot label "
+        "scoring). Optional for a classifier (default: all its labels); given, a subset of its "
+        "labels, whose probabilities are then renormalised over that subset.",
     )
     template: Annotated[str, Field(pattern=r"\{text\}"), UNICODE] = Field(
         prompts.CLASSIFY_TEMPLATE,
-        description="Prompt; `{text}` is replaced by each text. A template that leaves no room "
-        "in the context for a text and a label is refused (422); a text too long keeps its end.",
+        description="Prompt of zero-shot label scoring; `{text}` is replaced by each text. A "
+        "template that leaves no room in the context for a text and a label is refused (422). "
+        "A classifier reads the bare text, as it was trained. A text too long keeps its end.",
     )
 
     @field_validator("labels")
     @classmethod
-    def _distinct(cls, labels: list[str]) -> list[str]:
-        if len(set(labels)) != len(labels):
+    def _distinct(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) != len(labels):
             raise ValueError("labels must be distinct")
         return labels
 
@@ -208,6 +215,8 @@ class ModelCard(BaseModel):
     version: str | None
     sha256: str
     context_length: int
+    kind: Literal["generator", "classifier"]
+    labels: list[str] | None = Field(None, description="A classifier's labels, in id order.")
 
 
 class ModelList(BaseModel):

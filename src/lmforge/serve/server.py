@@ -37,7 +37,12 @@ def load(config: ServeConfig) -> tuple[Engine, ModelInfo]:
     weights = path / "model.safetensors"
     sha = (card.weights_sha256 if card else None) or sha256_file(weights)
     info = ModelInfo(
-        config.model_name or model.name, model.version, sha, engine.max_seq_len, str(path)
+        config.model_name or model.name,
+        model.version,
+        sha,
+        engine.max_seq_len,
+        str(path),
+        tuple(engine.labels),
     )
     return engine, info
 

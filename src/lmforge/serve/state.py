@@ -23,11 +23,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """The served model as /v1/models shows it; `labels` (a classifier's, in id order) make
+    it a classifier, else it is a generator."""
+
     name: str
     version: str | None
     sha256: str
     context_length: int
     path: str
+    labels: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "classifier" if self.labels else "generator"
 
 
 Loader = Callable[[], tuple[Engine, ModelInfo]]
@@ -112,7 +120,11 @@ class AppState:
 
 
 def warm_up(engine: Engine) -> None:
-    """One tiny generation so that the first real request does not pay for lazy set-up."""
+    """One tiny request of the model's kind (a generation, or a classification for a
+    classifier) so that the first real request does not pay for lazy set-up."""
+    if engine.labels:
+        engine.run(engine.request("Hello", Kind.CLASSIFY))
+        return
     engine.run(
         engine.request("Hello", Kind.GENERATE, SamplingParams(max_new_tokens=2, temperature=0))
     )

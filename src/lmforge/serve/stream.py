@@ -15,7 +15,9 @@ from lmforge.serve.request import FinishReason, Kind, Request
 @dataclass
 class Event:
     """One update for one request. `text` is new text since the previous event (never half
-    a UTF-8 character, never part of a stop string); the last event has `finish_reason`."""
+    a UTF-8 character, never part of a stop string); the last event has `finish_reason`.
+    `scores`: a score request's token log-probabilities, or a classify request's label
+    probabilities in label id order."""
 
     request_id: str
     text: str = ""
@@ -84,7 +86,7 @@ def final_event(request: Request, event: Event) -> Event:
     event.error = request.error
     event.prompt_tokens = len(request.prompt_ids)
     event.output_tokens = len(request.output_ids)
-    if request.kind is Kind.SCORE:
+    if request.kind in (Kind.SCORE, Kind.CLASSIFY):
         event.scores = request.scores
     if request.scheduled_at is not None:
         event.queued_seconds = request.scheduled_at - request.arrival

@@ -1,7 +1,8 @@
-"""Classify, match, summarize and embed as engine requests over token ids, and their answers
-from the requests' events. The HTTP layer encodes the texts (bounded, off the event loop),
-admits all of a task's requests at once (so the engine batches them; cancelling the caller
-aborts them all) and hands the events back here."""
+"""Classify (by a classifier's head, or zero-shot by label scoring), match, summarize and
+embed as engine requests over token ids, and their answers from the requests' events. The
+HTTP layer encodes the texts (bounded, off the event loop), admits all of a task's requests
+at once (so the engine batches them; cancelling the caller aborts them all) and hands the
+events back here."""
 
 from __future__ import annotations
 
@@ -74,6 +75,29 @@ def label_probabilities(events: list[Event], labels: list[str]) -> list[dict[str
         top = max(totals)
         weights = [math.exp(t - top) for t in totals]
         results.append({label: w / sum(weights) for label, w in zip(labels, weights, strict=True)})
+    return results
+
+
+def head_requests(engine: Engine, texts: list[list[int]], timeout: float) -> list[Request]:
+    """Classify requests for a classifier's head, one per text; a text too long for the
+    context keeps its end, as zero-shot contexts do."""
+    return [
+        engine.request(ids[-engine.max_seq_len :], Kind.CLASSIFY, timeout=timeout) for ids in texts
+    ]
+
+
+def head_probabilities(
+    events: list[Event], model_labels: Sequence[str], chosen: Sequence[str]
+) -> list[dict[str, float]]:
+    """P(label | text) per text from `head_requests`' events, over the `chosen` labels (a
+    subset of the model's): the head's softmax restricted to them and renormalised, i.e. the
+    probability of each label given that the answer is one of them."""
+    index = [list(model_labels).index(label) for label in chosen]
+    results = []
+    for event in events:
+        picked = [(event.scores or [])[i] for i in index]
+        total = sum(picked) or 1.0
+        results.append({label: p / total for label, p in zip(chosen, picked, strict=True)})
     return results
 
 

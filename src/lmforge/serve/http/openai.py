@@ -168,7 +168,8 @@ def embedding_inputs(given: str | list[str] | list[int] | list[list[int]]) -> li
     responses=documented(401, 429, 500, 503),
 )
 async def models(request: Request) -> dict[str, object]:
-    """The served model: name, registry version, sha256 of its weights, context length."""
+    """The served model: name, registry version, sha256 of its weights, context length, kind
+    (generator or classifier) and a classifier's labels."""
     state = state_of(request)
     info = state.model
     card = {
@@ -177,5 +178,7 @@ async def models(request: Request) -> dict[str, object]:
         "version": info.version,
         "sha256": info.sha256,
         "context_length": info.context_length,
+        "kind": info.kind,
+        "labels": list(info.labels) or None,
     }
     return {"object": "list", "data": [card]}

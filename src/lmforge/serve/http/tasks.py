@@ -1,4 +1,5 @@
-"""Task routes: zero-shot /v1/classify, /v1/match by embeddings, /v1/summarize."""
+"""Task routes: /v1/classify (a classifier's head, or zero-shot for a language model),
+/v1/match by embeddings, /v1/summarize."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from lmforge.serve.tasks import (
     classify_texts,
     cosine,
     embedding_requests,
+    head_probabilities,
+    head_requests,
     label_probabilities,
     label_requests,
     summary_of,
@@ -26,22 +29,56 @@ router = APIRouter(tags=["native"], responses=documented(*INFERENCE_ERRORS))
 
 @router.post("/v1/classify", response_model=s.ClassifyResponse)
 async def classify(body: s.ClassifyRequest, call: InferenceCall) -> dict[str, object]:
-    """Zero-shot classification by label scoring: the probability of each candidate label
-    as the model's continuation of `template`."""
-    await check_template(call, body.template)
-    bound = char_bound(call.engine)
+    """A classifier model runs its head: one forward over each text, the softmax over its
+    labels (or over the given subset of them, renormalised). A language model classifies
+    zero-shot by label scoring: the probability of each candidate label as its continuation
+    of `template`."""
     texts = [body.text] if isinstance(body.text, str) else body.text
-    # A text keeps its end (next to the label), a label its beginning.
-    texts = [cut(text, bound, Keep.TAIL) for text in texts]
-    labels = [cut(label, bound, Keep.HEAD) for label in body.labels]
-    ids = await call.encode(classify_texts(texts, labels, body.template), Keep.TAIL)
-    contexts, label_ids = ids[: len(texts)], ids[len(texts) :]
-    requests = call.admit(label_requests(call.engine, contexts, label_ids, call.timeout))
+    if call.engine.labels:
+        scored = await classify_by_head(call, texts, body.labels)
+    else:
+        scored = await classify_zero_shot(call, texts, body.labels, body.template)
     results = []
-    for scores in label_probabilities(await call.complete(requests), body.labels):
-        best, _ = max(scores.items(), key=lambda scored: scored[1])
+    for scores in scored:
+        best, _ = max(scores.items(), key=lambda item: item[1])
         results.append({"label": best, "scores": scores})
     return {"results": results}
+
+
+async def classify_by_head(
+    call: Call, texts: list[str], labels: list[str] | None
+) -> list[dict[str, float]]:
+    """The classifier's probabilities over `labels` (all of its labels when None); 422
+    naming any label the model does not have."""
+    known = call.engine.labels
+    if labels is not None and (unknown := [label for label in labels if label not in known]):
+        raise InvalidField(
+            "labels",
+            f"this classifier has no label {', '.join(map(repr, unknown))}; its labels are "
+            f"{', '.join(map(repr, known))}",
+        )
+    # A text too long keeps its end, as in zero-shot scoring.
+    ids = await call.encode(texts, Keep.TAIL)
+    requests = call.admit(head_requests(call.engine, ids, call.timeout))
+    return head_probabilities(await call.complete(requests), known, labels or known)
+
+
+async def classify_zero_shot(
+    call: Call, texts: list[str], labels: list[str] | None, template: str
+) -> list[dict[str, float]]:
+    if labels is None:
+        raise InvalidField(
+            "labels", "required: this model is a language model and classifies zero-shot"
+        )
+    await check_template(call, template)
+    bound = char_bound(call.engine)
+    # A text keeps its end (next to the label), a label its beginning.
+    texts = [cut(text, bound, Keep.TAIL) for text in texts]
+    cut_labels = [cut(label, bound, Keep.HEAD) for label in labels]
+    ids = await call.encode(classify_texts(texts, cut_labels, template), Keep.TAIL)
+    contexts, label_ids = ids[: len(texts)], ids[len(texts) :]
+    requests = call.admit(label_requests(call.engine, contexts, label_ids, call.timeout))
+    return label_probabilities(await call.complete(requests), labels)
 
 
 async def check_template(call: Call, template: str) -> None:
