@@ -91,7 +91,8 @@ def test_classify_requests_share_steps_with_other_kinds(classifier_dir: Path) ->
     requests += [engine.request(t, Kind.EMBED) for t in TEXTS]
     streams = [engine.submit(r) for r in requests]
     with engine.start():
-        events = [wait(r.request_id, s, lambda: None) for r, s in zip(requests, streams, strict=True)]
+        pairs = zip(requests, streams, strict=True)
+        events = [wait(r.request_id, s, lambda: None) for r, s in pairs]
         assert {Kind.CLASSIFY, Kind.EMBED} <= kinds_per_step[0]
         for text, event in zip(TEXTS, events[: len(TEXTS)], strict=True):
             assert event.scores == pytest.approx(classify(engine, text), abs=1e-5)
