@@ -85,6 +85,12 @@ def test_an_unknown_label_is_refused_naming_it(server: Server) -> None:
     assert "no label 'positive', 'meh'" in message and "labels are '0', '1'" in message
 
 
+def test_generating_with_a_classifier_is_refused_saying_why(server: Server) -> None:
+    response = server.client().post("/v1/generate", json={"prompt": "the movie"})
+    assert response.status_code == 422, response.text
+    assert "classifier" in response.json()["error"]["message"]
+
+
 def test_a_subset_of_labels_is_renormalised_over_itself(tiny_model: Path, tmp_path: Path) -> None:
     running = Server(build_classifier(tiny_model, tmp_path / "three"))
     try:

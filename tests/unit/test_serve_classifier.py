@@ -4,6 +4,7 @@ requests only the other can run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -156,3 +157,22 @@ def test_a_language_model_classifies_zero_shot_and_needs_labels(tiny_model: Path
             "cat",
             "dog",
         }
+
+
+@pytest.mark.parametrize(
+    ("id2label", "why"),
+    [({"0": "a", "2": "b"}, "numbering"), ({"0": "a", "1": "a", "2": "b"}, "twice")],
+)
+def test_a_classifier_with_bad_labels_is_refused(
+    classifier_dir: Path, tmp_path: Path, id2label: dict[str, str], why: str
+) -> None:
+    from lmforge.errors import ModelError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(classifier_dir, broken)
+    config = json.loads((broken / "config.json").read_text(encoding="utf-8"))
+    config["id2label"] = id2label
+    (broken / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    ModelCard().write(broken)
+    with pytest.raises(ModelError, match=why):
+        Engine(broken)

@@ -148,14 +148,12 @@ def read_labels(config: dict[str, object]) -> list[str]:
     architectures = config.get("architectures")
     if not isinstance(architectures, list) or CLASSIFIER not in architectures:
         return []
-    id2label = config.get("id2label")
-    if not isinstance(id2label, dict) or not id2label:
-        raise ModelError(f"a {CLASSIFIER} config needs id2label")
-    try:
-        labels = [str(id2label[str(i)]) for i in range(len(id2label))]
-    except KeyError as exc:
-        raise ModelError(f"id2label must number its labels 0..{len(id2label) - 1}") from exc
-    if len(set(labels)) != len(labels):
+    id2label = config.get("id2label") or {}
+    ids = {str(i) for i in range(len(id2label))} if isinstance(id2label, dict) else None
+    if not isinstance(id2label, dict) or not id2label or set(id2label) != ids:
+        raise ModelError(f"a {CLASSIFIER} config needs id2label numbering its labels from 0")
+    labels = [str(id2label[str(i)]) for i in range(len(id2label))]
+    if len(set(labels)) != len(labels):  # answers are keyed by label
         raise ModelError(f"id2label names a label twice: {labels}")
     return labels
 
