@@ -284,6 +284,32 @@ def training_losses(checkpoints: Path) -> list[float]:
     return [entry["loss"] for entry in history["log_history"] if "loss" in entry]
 
 
+def test_classification_with_more_than_two_labels(teacher: Path, tmp_path: Path) -> None:
+    """A 4-label head trains (the loss once read a stale 2-label count and crashed)."""
+    rows = corpus("agnews/train_subset_10k.tsv").read_text(encoding="utf-8").splitlines()[1:161]
+    (tmp_path / "topics.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", "utf-8")
+    train(
+        "--task",
+        "classification",
+        "--init",
+        str(teacher),
+        "--data",
+        str(tmp_path / "topics.tsv"),
+        "--text-column",
+        "text",
+        "--output",
+        str(tmp_path / "topics"),
+        "--max-steps",
+        "4",
+        "--eval-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-track",
+    )
+    assert len(card(tmp_path / "topics")["labels"]) == 4
+
+
 def test_task_fine_tuning(teacher: Path, tmp_path: Path) -> None:
     rows = corpus("sst2/dev_from_train.tsv").read_text(encoding="utf-8").splitlines()[:801]
     (tmp_path / "sst.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -69,6 +69,7 @@ def _classification(cfg: TrainConfig) -> RunSpec:
     if model.score.out_features != len(labels):
         model.score = torch.nn.Linear(model.config.n_embd, len(labels), bias=False)
     model.config.num_labels = len(labels)
+    model.num_labels = len(labels)  # what the loss reads (the config alone leaves it at 2)
     context = cfg.context_length or model.config.n_positions
 
     def encode(rows: list[Record]) -> ListDataset:
