@@ -284,76 +284,34 @@ def training_losses(checkpoints: Path) -> list[float]:
     return [entry["loss"] for entry in history["log_history"] if "loss" in entry]
 
 
+def fine_tune(task: str, init: Path, data: Path, output: Path, steps: int, *extra: str) -> None:
+    """`train --task TASK` on `data` for `steps` steps (evaluated half way), untracked."""
+    train(
+        *("--task", task, "--init", str(init), "--data", str(data), "--output", str(output)),
+        *("--max-steps", str(steps), "--eval-steps", str(steps // 2), "--no-track", *extra),
+    )
+
+
 def test_classification_with_more_than_two_labels(teacher: Path, tmp_path: Path) -> None:
     """A 4-label head trains (the loss once read a stale 2-label count and crashed)."""
     rows = corpus("agnews/train_subset_10k.tsv").read_text(encoding="utf-8").splitlines()[1:161]
     (tmp_path / "topics.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", "utf-8")
-    train(
-        "--task",
-        "classification",
-        "--init",
-        str(teacher),
-        "--data",
-        str(tmp_path / "topics.tsv"),
-        "--text-column",
-        "text",
-        "--output",
-        str(tmp_path / "topics"),
-        "--max-steps",
-        "4",
-        "--eval-steps",
-        "2",
-        "--batch-size",
-        "8",
-        "--no-track",
-    )
+    fine_tune("classification", teacher, tmp_path / "topics.tsv", tmp_path / "topics", 4)
     assert len(card(tmp_path / "topics")["labels"]) == 4
 
 
 def test_task_fine_tuning(teacher: Path, tmp_path: Path) -> None:
     rows = corpus("sst2/dev_from_train.tsv").read_text(encoding="utf-8").splitlines()[:801]
     (tmp_path / "sst.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    train(
-        "--task",
-        "classification",
-        "--init",
-        str(teacher),
-        "--data",
-        str(tmp_path / "sst.tsv"),
-        "--text-column",
-        "sentence",
-        "--output",
-        str(tmp_path / "cls"),
-        "--max-steps",
-        "10",
-        "--eval-steps",
-        "5",
-        "--batch-size",
-        "8",
-        "--no-track",
-    )
+    sst = ("--text-column", "sentence", "--batch-size", "8")
+    fine_tune("classification", teacher, tmp_path / "sst.tsv", tmp_path / "cls", 10, *sst)
     meta = card(tmp_path / "cls")
     assert meta["task"] == "classification" and meta["labels"] == ["0", "1"]
     assert 0.0 <= meta["metrics"]["valid_accuracy"] <= 1.0 and "valid_macro_f1" in meta["metrics"]
     lines = corpus("xsum/xsum_700.jsonl").read_text(encoding="utf-8").splitlines()[:60]
     (tmp_path / "xsum.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    train(
-        "--task",
-        "summarization",
-        "--init",
-        str(teacher),
-        "--data",
-        str(tmp_path / "xsum.jsonl"),
-        "--output",
-        str(tmp_path / "sum"),
-        "--max-steps",
-        "6",
-        "--eval-steps",
-        "3",
-        "--batch-size",
-        "4",
-        "--no-track",
-    )
+    summary = ("--batch-size", "4")
+    fine_tune("summarization", teacher, tmp_path / "xsum.jsonl", tmp_path / "sum", 6, *summary)
     assert math.isfinite(card(tmp_path / "sum")["metrics"]["valid_summary_loss"])
 
 
