@@ -139,19 +139,26 @@ def test_a_killed_worker_fails_only_its_requests_and_comes_back(deployment: Depl
         os.kill(victim["pid"], signal.SIGKILL)
         wait_for(lambda: exited(victim["pid"]), 30, f"the killed worker {victim['pid']} to exit")
         dead_at = time.monotonic()
-        wait_for(lambda: len(sent_after(dead_at)) >= 12, 60, "answers to requests after the kill")
+
+        def settled() -> float:
+            """When the last failed request was answered (or the worker was seen dead): until
+            nginx has seen the worker fail, a request can still be passed to it."""
+            failures = [answered for _, answered, code in list(results) if code != 200]
+            return max([dead_at, *failures])
+
+        wait_for(
+            lambda: len(sent_after(settled())) >= 12, 60, "the load to flow again after the kill"
+        )
     finally:
         stop.set()
         for s in senders:
             s.join()
     failed = [(answered, code) for _, answered, code in results if code != 200]
-    # At most the requests in flight on that worker (one per sender) fail ...
+    # Only the requests on that worker (in flight, or passed to it before nginx saw it fail:
+    # at most one per sender) fail, and the load flows again after them (waited for above).
     assert len(failed) <= 4, failed
     assert all(answered >= killed_at for answered, _ in failed)
-    # ... and requests sent once it was dead all succeed (nginx retries a refused connection).
-    later = sent_after(dead_at)
-    assert later and all(code == 200 for code in later)
-    print(f"sent {len(results)}, failed {len(failed)} (all in flight on the killed worker)")
+    print(f"sent {len(results)}, failed {len(failed)} (all on the killed worker)")
 
     # The supervisor restarts the worker on its port, and it gets traffic again.
     def restarted() -> bool:

@@ -157,6 +157,20 @@ def test_a_language_model_classifies_zero_shot_and_needs_labels(tiny_model: Path
             "cat",
             "dog",
         }
+        # The schema says so too: a body it accepts is one the server accepts.
+        body = http.get("/openapi.json").json()["components"]["schemas"]["ClassifyRequest"]
+        assert "labels" in body["required"] and body["properties"]["labels"]["type"] == "array"
+
+
+def test_a_classifier_schema_leaves_labels_optional(classifier_dir: Path) -> None:
+    from tests.unit.inprocess import app_state, client, running_engine
+
+    with running_engine(classifier_dir) as served:
+        http = client(app_state(served))
+        body = http.get("/openapi.json").json()["components"]["schemas"]["ClassifyRequest"]
+        assert "labels" not in body["required"]
+        answer = http.post("/v1/classify", json={"text": "the cat"})
+        assert answer.status_code == 200, answer.text
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from lmforge.serve.http import health, native, openai, tasks
 from lmforge.serve.http.docs import install_docs
 from lmforge.serve.http.errors import as_api_error, install_error_handlers
+from lmforge.serve.http.schema import install_model_schema
 from lmforge.serve.middleware import BodyLimit, RequestContext
 from lmforge.serve.schemas import error_body
 from lmforge.serve.state import AppState
@@ -40,6 +41,7 @@ def create_app(state: AppState | None) -> FastAPI:
         install_docs(app)
     if state is None:
         return app
+    install_model_schema(app, state)
     routes = paths(app.router)
     # Added innermost first: each add_middleware wraps what is there.
     app.add_middleware(BodyLimit, limit=state.config.max_body_bytes, metrics=state.metrics)
