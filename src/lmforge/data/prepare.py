@@ -4,6 +4,9 @@ Pass 1 streams every source through normalize → filter → PII → dedup → s
 kept document to its split's spill file. Pass 2 trains the tokenizer on the train spill (or
 loads one). Pass 3 encodes the spills into `.bin` token files. All of it happens in a
 temporary dir that replaces `--output` only when everything succeeded.
+
+Slightly over ~300 lines: the pipeline's phases (stages, sample, tokenizer, packing, manifest)
+are each a function here, in the order they run, so the whole pass reads in one place.
 """
 
 from __future__ import annotations

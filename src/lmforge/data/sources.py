@@ -5,6 +5,9 @@ the only units read whole). Undecodable bytes are replaced and counted; malforme
 skipped and reported with file:line, or raise with `strict`. Files are decoded with
 `ReadOptions.encoding` (UTF-8 unless `--encoding` says otherwise); when bytes do not decode,
 the console says how many and where the first one is, since the replaced text is trained on.
+
+Longer than ~300 lines on purpose: one reader per input format behind one `Reader`, which
+holds the byte counts, skip reports and the manifest's source list that every format feeds.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The engine: one background thread owns the model and loops schedule → run → update,
 pushing events to each request's stream. Callers build a request with `request(...)`, then
 follow it with `events` (async), `complete` (async, one merged event) or the blocking `run`;
-leaving early or being cancelled aborts the request."""
+leaving early or being cancelled aborts the request.
+
+Longer than ~300 lines on purpose: the loop and the entry surface share the lock-held state
+(the scheduler, the per-request records, the outbox); split apart, that lock would have to be
+shared across modules."""
 
 from __future__ import annotations
 

@@ -2,7 +2,11 @@
 blocks and the head (the LM head, or a GPT2ForSequenceClassification's `score` head), reading
 and writing keys and values through a `SlotKVCache`. Attention: two batched matmuls for all
 one-token decode rows, `scaled_dot_product_attention` per prefill chunk (each with its own
-causal offset)."""
+causal offset).
+
+Longer than ~300 lines on purpose: reading the weights in HF's layout and the forward that
+uses them are one contract (names, shapes, tied or untied head, classifier head); the parity
+tests hold them together."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Request and response bodies of the API (pydantic: validation and the OpenAPI schema)."""
+"""Request and response bodies of the API (pydantic: validation and the OpenAPI schema).
+
+Longer than ~300 lines on purpose: every body of every route, with the text types they share,
+in one module, so that the OpenAPI schema (which schemathesis holds the server to) has one
+source."""
 
 from __future__ import annotations
 
