@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 import torch
+from roofline import measure as roofline
 
+from lmforge.bench.machine import cpu_flags
 from lmforge.config.serve import EngineSettings
 from lmforge.serve.engine import Engine
 from lmforge.serve.request import FinishReason, Kind, SamplingParams
@@ -103,6 +105,15 @@ def ours(engine: Engine, prompts: list[list[int]], concurrency: int, label: str)
     start = time.perf_counter()
     tokens, ttft = asyncio.run(main())
     return row(f"{label} c={concurrency}", tokens, time.perf_counter() - start, ttft)
+
+
+def of_roofline(entry: dict, batch: int, quantize: str) -> dict:
+    """The entry with the GEMM bound of a batch-`batch` decode step measured right after it
+    (bench/roofline.py), and its rate as a fraction of that bound."""
+    bound = roofline(batch, "fp32" if quantize == "none" else "int8")
+    entry["roofline_tokens_per_s"] = bound.tokens_per_s
+    entry["roofline_fraction"] = entry["output_tokens_per_s"] / bound.tokens_per_s
+    return entry
 
 
 def static_batches(name: str, prompts: list[list[int]], batch: int, generate) -> dict:
@@ -257,18 +268,25 @@ def main() -> None:
         results.append(entry)
         print(
             f"{entry['system']:<34} {entry['output_tokens_per_s']:>9.1f} tok/s"
-            f"  TTFT p50 {entry['ttft_p50_ms']:>8.1f} ms  p99 {entry['ttft_p99_ms']:>8.1f} ms",
+            f"  TTFT p50 {entry['ttft_p50_ms']:>8.1f} ms  p99 {entry['ttft_p99_ms']:>8.1f} ms"
+            + (
+                f"  {entry['roofline_fraction']:>4.0%} of GEMM roofline"
+                if "roofline_fraction" in entry
+                else ""
+            ),
             flush=True,
         )
 
+    print(cpu_flags())
     print(f"threads: {torch.get_num_threads()}  torch {torch.__version__}")
     for quantize in ("none", "int8") if args.only in (None, "ours") else ():
         label = "lmforge fp32" if quantize == "none" else "lmforge int8"
         with Engine(model_dir, EngineSettings(quantize=quantize)) as engine:
             ours(engine, prompts[:8], 8, "warm-up")
-            report(ours(engine, prompts, 1, label))
+            report(of_roofline(ours(engine, prompts, 1, label), 1, quantize))
             for concurrency in (8, 32):
-                report(best(lambda c=concurrency, n=label: ours(engine, prompts, c, n)))
+                entry = best(lambda c=concurrency, n=label: ours(engine, prompts, c, n))
+                report(of_roofline(entry, concurrency, quantize))
     if args.only in (None, "transformers"):
         hf = transformers_generate(model_dir)
         naive = prompts[: args.naive_requests]

@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from lmforge.bench.machine import cpu_flags
+
 NORMAL = {"prompt": "the cat sat on", "max_new_tokens": 8, "ignore_eos": True}
 RATE_TOKENS = 3000  # per key per minute: the budget the bypass was measured against
 ATTACKS_HOLD = 15.0  # seconds slow and idle connections are held open
@@ -41,11 +43,6 @@ def key(name: str) -> str:
 
 
 NORMAL_KEYS = [key(f"normal{i}") for i in range(4)]
-
-
-def cpu_flags() -> str:
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        return next((line.strip() for line in info if line.startswith("flags")), "flags: ?")
 
 
 def lmforge(*args: str) -> None:
