@@ -269,7 +269,8 @@ def serve_cmd(config: ServeConfig) -> None:
     Prometheus at /metrics.
 
     Each model gets its own engine, with the engine options (--kv-slots, --max-batch-tokens,
-    ...) applied to each, so KV memory adds up over the models. A request picks its model by
+    ...) applied to each, so KV memory adds up over the models; --model-kv-slots NAME=SLOTS
+    gives one model its own number of slots. A request picks its model by
     the `model` field; without it, a route goes to the one served model of the kind it needs
     (classify: the classifier, else a language model zero-shot; match: the matcher, else a
     language model's embeddings; summarize: the summarizer, else the generator). POST

@@ -51,7 +51,8 @@ def dirs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 @pytest.fixture(scope="module")
 def server(dirs: dict[str, Path]):
     gen, *others = (f"{name}={path}" for name, path in dirs.items())
-    running = Server(gen, *others, "--kv-slots", "4", "--request-timeout", "30")
+    slots = ("--kv-slots", "4", "--model-kv-slots", "cls=2,sum=2")
+    running = Server(gen, *others, *slots, "--request-timeout", "30")
     yield running
     assert running.stop() == 0, running.stderr()
 

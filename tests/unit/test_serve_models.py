@@ -31,6 +31,26 @@ def test_the_kind_is_read_from_the_head_and_the_card_task() -> None:
     assert m.model_kind("summarization", has_head=True) == "classifier"
 
 
+def test_serve_takes_named_models_and_their_own_kv_slots() -> None:
+    from lmforge.config import build_config
+    from lmforge.config.serve import ServeConfig
+    from lmforge.errors import ConfigError
+
+    config = build_config(
+        ServeConfig, {"model": ["gen=models:/p@prod", "cls=dir"], "model_kv_slots": "cls=2"}, "cli"
+    )
+    assert config.named_refs() == [("gen", "models:/p@prod"), ("cls", "dir")]
+    assert config.kv_slots_of() == {"cls": 2}
+    plain = build_config(ServeConfig, {"model": "models/a=b", "model_name": "x"}, "cli")
+    assert plain.named_refs() == [("x", "models/a=b")]  # a path, not a name, before '='
+    with pytest.raises(ConfigError, match=r"'cls=0' is not NAME=SLOTS.*names a single model"):
+        build_config(
+            ServeConfig,
+            {"model": ["a=x", "b=y"], "model_kv_slots": "cls=0", "model_name": "n"},
+            "cli",
+        )
+
+
 def named(served: tuple[Engine, ModelInfo], name: str, kind: str) -> ServedModel:
     """A served model called `name`, read as `kind` (the rules look at its info only)."""
     engine, info = served
@@ -55,6 +75,9 @@ def test_each_task_defaults_to_the_one_model_of_its_best_kind(
         "tokenize": "gen",
     }
     assert models.choose(m.CLASSIFY, "gen").name == "gen"  # zero-shot, when named
+    with pytest.raises(m.UnknownModel) as huge:
+        models.choose(m.GENERATE, "x" * 100_000)
+    assert len(str(huge.value)) < 200  # named, not echoed
     with pytest.raises(m.UnknownModel, match=r"'nope' does not exist.*'gen', 'cls'"):
         models.choose(m.GENERATE, "nope")
     with pytest.raises(m.WrongKind, match=r"'cls' is a classifier: it can classify, tokenize"):

@@ -81,6 +81,11 @@ class ServeConfig(EngineSettings):
         "one model at a time while the others serve (0 = off).",
         ge=0,
     )
+    model_kv_slots: list[str] = option(
+        [],
+        "KV slots of single models as NAME=SLOTS, comma-separated (e.g. cls=4); the others "
+        "get --kv-slots.",
+    )
     model_name: str = option(
         "",
         "Name of a single served model in /v1/models (default: the registry name or dir; "
@@ -121,6 +126,16 @@ class ServeConfig(EngineSettings):
             return [(self.model_name, pairs[0][1])]
         return pairs
 
+    def kv_slots_of(self) -> dict[str, int]:
+        """NAME → KV slots from --model-kv-slots (entries that do not parse are left to
+        `problems`)."""
+        found = {}
+        for given in self.model_kv_slots:
+            name, _, slots = given.partition("=")
+            if _slots(slots):
+                found[name] = int(slots)
+        return found
+
     def problems(self) -> list[str]:
         if not self.model:
             return ["model: MODEL is required"]
@@ -128,6 +143,11 @@ class ServeConfig(EngineSettings):
             f"model: {given!r} names no model after '='"
             for given in self.model
             if not named_ref(given)[1]
+        ]
+        out += [
+            f"model_kv_slots: {given!r} is not NAME=SLOTS with SLOTS a whole number >= 1"
+            for given in self.model_kv_slots
+            if not _slots(given.partition("=")[2])
         ]
         if self.model_name and len(self.model) > 1:
             out.append("model_name: names a single model; give several as NAME=REF")
@@ -138,6 +158,10 @@ class ServeConfig(EngineSettings):
             if names.count(n) > 1
         ]
         return out
+
+
+def _slots(given: str) -> bool:
+    return given.isdigit() and int(given) >= 1
 
 
 @dataclass

@@ -191,8 +191,10 @@ class ModelSet:
     def named(self, name: str) -> ServedModel:
         """The model called `name`; UnknownModel naming the served ones."""
         if name not in self.by_name:
+            # A name as long as the body allows is cut: the answer names it, not echoes it.
+            shown = repr(name) if len(name) <= 64 else f"{name[:64]!r}..."
             raise UnknownModel(
-                f"the model {name!r} does not exist; this server serves {self._names()}"
+                f"the model {shown} does not exist; this server serves {self._names()}"
             )
         return self.by_name[name]
 

@@ -4,6 +4,7 @@ accepted ones finish (up to --drain-seconds), then the process exits 0."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -36,7 +37,9 @@ def load(config: ServeConfig, ref: str, name: str | None = None) -> tuple[Engine
     it (default: its registry name or dir name)."""
     model = resolve(ref)
     path = model.path
-    engine = Engine(path, config)  # a ServeConfig is the engine's settings plus the server's
+    # A ServeConfig is the engine's settings plus the server's; a model may have its own slots.
+    slots = config.kv_slots_of().get(name or model.name, config.kv_slots)
+    engine = Engine(path, dataclasses.replace(config, kv_slots=slots))
     card = ModelCard.read(path)
     weights = path / "model.safetensors"
     sha = (card.weights_sha256 if card else None) or sha256_file(weights)
@@ -61,6 +64,11 @@ def load_models(config: ServeConfig) -> list[ServedModel]:
         raise ConfigError(
             f"model: more than one model is called {', '.join(map(repr, twice))}",
             hint="name each model: lmforge serve NAME=REF NAME=REF",
+        )
+    if unknown := sorted(set(config.kv_slots_of()) - set(names)):
+        raise ConfigError(
+            f"model_kv_slots: no served model is called {', '.join(map(repr, unknown))}",
+            hint=f"the served models are {', '.join(map(repr, names))}",
         )
     served = []
     for name, (_, ref) in zip(names, refs, strict=True):
