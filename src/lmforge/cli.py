@@ -264,13 +264,23 @@ def registry_delete(config: DeleteConfig) -> None:
 @cli.command("serve")
 @config_command(ServeConfig, "model")
 def serve_cmd(config: ServeConfig) -> None:
-    """Serve MODEL (a model dir or models:/NAME@ALIAS) over HTTP: generate, completions,
-    embeddings, classify, match, summarize; OpenAPI at /docs, Prometheus at /metrics.
+    """Serve MODEL (a model dir or models:/NAME@ALIAS), or several as NAME=REF, over HTTP:
+    generate, completions, embeddings, classify, match, summarize; OpenAPI at /docs,
+    Prometheus at /metrics.
+
+    Each model gets its own engine, with the engine options (--kv-slots, --max-batch-tokens,
+    ...) applied to each, so KV memory adds up over the models; --model-kv-slots NAME=SLOTS
+    gives one model its own number of slots. A request picks its model by
+    the `model` field; without it, a route goes to the one served model of the kind it needs
+    (classify: the classifier, else a language model zero-shot; match: the matcher, else a
+    language model's embeddings; summarize: the summarizer, else the generator). POST
+    /admin/reload?model=NAME swaps one model in again while the others serve.
 
     \b
     Examples:
       lmforge serve models/ptb
       LMFORGE_API_KEYS=$(cat keys.txt) lmforge serve models:/ptb@production --host 0.0.0.0
+      lmforge serve gen=models:/ptb@production sst2=models:/sst2@production --watch-alias 30
     """
     from lmforge.serve.server import serve
 

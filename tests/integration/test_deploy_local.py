@@ -29,7 +29,7 @@ def worker_requests(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     total = 0.0
     for line in text.splitlines():
-        if line.startswith('lmforge_requests_total{route="/v1/generate"'):
+        if line.startswith("lmforge_requests_total{") and 'route="/v1/generate"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 

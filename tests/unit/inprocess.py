@@ -14,8 +14,9 @@ from lmforge.config.serve import ServeConfig
 from lmforge.serve.auth import KeyRing
 from lmforge.serve.engine import Engine
 from lmforge.serve.http.app import create_app
+from lmforge.serve.models import ModelInfo, ServedModel, warm_up
 from lmforge.serve.server import load
-from lmforge.serve.state import AppState, ModelInfo, warm_up
+from lmforge.serve.state import AppState
 
 API_KEY = "test-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -23,7 +24,7 @@ ADMIN_KEY = "admin-key-0123456789abcdef"
 
 @contextmanager
 def running_engine(model: Path) -> Iterator[tuple[Engine, ModelInfo]]:
-    engine, info = load(ServeConfig(model=str(model), kv_slots=4))
+    engine, info = load(ServeConfig(model=[str(model)], kv_slots=4), str(model))
     engine.start()
     warm_up(engine)
     try:
@@ -32,11 +33,12 @@ def running_engine(model: Path) -> Iterator[tuple[Engine, ModelInfo]]:
         engine.shutdown(drain_seconds=0)
 
 
-def app_state(served: tuple[Engine, ModelInfo], **config: Any) -> AppState:
-    """A ready app state over the engine; `config` overrides ServeConfig's defaults."""
-    engine, info = served
-    settings = ServeConfig(model=info.path, **config)
-    state = AppState(engine, info, settings, KeyRing([API_KEY]), KeyRing([ADMIN_KEY]))
+def app_state(*served: tuple[Engine, ModelInfo], **config: Any) -> AppState:
+    """A ready app state over the engines (one per served model); `config` overrides
+    ServeConfig's defaults."""
+    settings = ServeConfig(model=[info.path for _, info in served], **config)
+    models = [ServedModel(engine, info) for engine, info in served]
+    state = AppState(models, settings, KeyRing([API_KEY]), KeyRing([ADMIN_KEY]))
     state.ready = True
     return state
 

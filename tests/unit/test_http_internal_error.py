@@ -59,7 +59,7 @@ def test_an_unexpected_exception_is_a_500_with_the_request_id_logged_once(
     state = app.state.lmforge
     assert (
         state.metrics.registry.get_sample_value(
-            "lmforge_requests_total", {"route": "other", "status": "500"}
+            "lmforge_requests_total", {"route": "other", "status": "500", "model": ""}
         )
         == 2
     )

@@ -135,7 +135,7 @@ def test_classify_requests_keep_deadlines_and_aborts(classifier_dir: Path) -> No
 def test_an_lm_warm_up_and_a_classifier_warm_up_each_run_their_kind(
     classifier_dir: Path,
 ) -> None:
-    from lmforge.serve.state import warm_up
+    from lmforge.serve.models import warm_up
 
     with Engine(classifier_dir, EngineSettings(kv_slots=2)) as engine:
         warm_up(engine)  # a generation would be refused: the classifier has no LM head

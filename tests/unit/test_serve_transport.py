@@ -16,14 +16,14 @@ from lmforge.serve.transport import DeadlineH11Protocol
 
 
 def test_the_transport_limits_reach_uvicorn() -> None:
-    default = uvicorn_config(None, ServeConfig(model="m"))  # type: ignore[arg-type]
+    default = uvicorn_config(None, ServeConfig(model=["m"]))  # type: ignore[arg-type]
     default.load()
     protocol = default.http_protocol_class
     assert issubclass(protocol, DeadlineH11Protocol)
     assert (protocol.header_timeout, protocol.body_timeout) == (10.0, 30.0)
     assert (default.timeout_keep_alive, default.limit_concurrency) == (30, 512)
     assert default.proxy_headers is False
-    tuned = ServeConfig(model="m", header_timeout=2, body_timeout=5, max_connections=0)
+    tuned = ServeConfig(model=["m"], header_timeout=2, body_timeout=5, max_connections=0)
     config = uvicorn_config(None, tuned)  # type: ignore[arg-type]
     config.load()
     assert config.limit_concurrency is None
@@ -40,7 +40,7 @@ def test_forwarded_for_is_believed_only_from_a_configured_proxy(
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["client"][0])
 
-    config = uvicorn_config(app, ServeConfig(model="m", forwarded_allow_ips=allowed))
+    config = uvicorn_config(app, ServeConfig(model=["m"], forwarded_allow_ips=allowed))
     config.load()
     scope = {
         "type": "http",

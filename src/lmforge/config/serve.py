@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lmforge.config import option
 from lmforge.config.train import UNVERIFIED_HELP
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# NAME in a NAME=REF model argument: what an OpenAI `model` field can carry plainly.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def named_ref(given: str) -> tuple[str | None, str]:
+    """(NAME, REF) of a model argument `NAME=REF`; (None, REF) of a plain REF (a dir or a
+    registry reference, neither of which starts with a name and '=')."""
+    name, sep, ref = given.partition("=")
+    if sep and MODEL_NAME.match(name):
+        return name, ref
+    return None, given
 
 
 @dataclass
@@ -34,9 +46,15 @@ class EngineSettings:
 
 @dataclass
 class ServeConfig(EngineSettings):
-    """Options of `lmforge serve`: the engine's, then the HTTP server's."""
+    """Options of `lmforge serve`: the engine's, then the HTTP server's. The engine's options
+    apply to each served model: every model gets its own engine and KV cache of --kv-slots
+    slots (memory adds up over the models)."""
 
-    model: str = option("", "Model dir or registry reference (models:/NAME@ALIAS).")
+    model: list[str] = option(
+        [],
+        "Models to serve: a model dir or registry reference (models:/NAME@ALIAS), or several "
+        "as NAME=REF (requests pick one by their `model` field).",
+    )
     host: str = option("127.0.0.1", "Address to listen on (other than loopback needs API keys).")
     port: int = option(8000, "Port to listen on.", ge=1, le=65535)
     api_keys_file: str = option(
@@ -59,10 +77,20 @@ class ServeConfig(EngineSettings):
     )
     watch_alias: float = option(
         0.0,
-        "Poll the registry alias every this many seconds and swap in new versions (0 = off).",
+        "Poll each model's registry alias every this many seconds and swap in new versions, "
+        "one model at a time while the others serve (0 = off).",
         ge=0,
     )
-    model_name: str = option("", "Name shown in /v1/models (default: the registry name or dir).")
+    model_kv_slots: list[str] = option(
+        [],
+        "KV slots of single models as NAME=SLOTS, comma-separated (e.g. cls=4); the others "
+        "get --kv-slots.",
+    )
+    model_name: str = option(
+        "",
+        "Name of a single served model in /v1/models (default: the registry name or dir; "
+        "with several models, use NAME=REF).",
+    )
     access_log: bool = option(True, "One JSON access-log line per request.")
     docs: bool = option(True, "Serve the API browser at /docs (Swagger UI from a local copy).")
     # The transport: what a client that connects directly may hold.
@@ -90,8 +118,50 @@ class ServeConfig(EngineSettings):
         "behind a local nginx (none by default: the client is the connection's peer).",
     )
 
+    def named_refs(self) -> list[tuple[str | None, str]]:
+        """(NAME or None, REF) of each model to serve; a single plain REF takes
+        --model-name."""
+        pairs = [named_ref(given) for given in self.model]
+        if len(pairs) == 1 and pairs[0][0] is None and self.model_name:
+            return [(self.model_name, pairs[0][1])]
+        return pairs
+
+    def kv_slots_of(self) -> dict[str, int]:
+        """NAME → KV slots from --model-kv-slots (entries that do not parse are left to
+        `problems`)."""
+        found = {}
+        for given in self.model_kv_slots:
+            name, _, slots = given.partition("=")
+            if _slots(slots):
+                found[name] = int(slots)
+        return found
+
     def problems(self) -> list[str]:
-        return [] if self.model else ["model: MODEL is required"]
+        if not self.model:
+            return ["model: MODEL is required"]
+        out = [
+            f"model: {given!r} names no model after '='"
+            for given in self.model
+            if not named_ref(given)[1]
+        ]
+        out += [
+            f"model_kv_slots: {given!r} is not NAME=SLOTS with SLOTS a whole number >= 1"
+            for given in self.model_kv_slots
+            if not _slots(given.partition("=")[2])
+        ]
+        if self.model_name and len(self.model) > 1:
+            out.append("model_name: names a single model; give several as NAME=REF")
+        names = [name for name, _ in self.named_refs() if name]
+        out += [
+            f"model: the name {n!r} is given twice"
+            for n in sorted(set(names))
+            if names.count(n) > 1
+        ]
+        return out
+
+
+def _slots(given: str) -> bool:
+    return given.isdigit() and int(given) >= 1
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Prometheus metrics, all named `lmforge_*`, with buckets that reach minutes."""
+"""Prometheus metrics, all named `lmforge_*`, with buckets that reach minutes. What a request
+or an engine does carries a `model` label: the served model's name (empty for a request that
+reached no model: probes, /metrics, refusals before the body was read)."""
 
 from __future__ import annotations
 
@@ -16,63 +18,86 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "lmforge_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+            "lmforge_requests",
+            "HTTP requests by route, status and model",
+            ["route", "status", "model"],
+            registry=r,
         )
         self.duration = Histogram(
             "lmforge_request_duration_seconds",
             "Request latency",
-            ["route"],
+            ["route", "model"],
             buckets=LATENCY,
             registry=r,
         )
         self.queue_time = Histogram(
-            "lmforge_queue_time_seconds", "Time waiting for a KV slot", buckets=LATENCY, registry=r
+            "lmforge_queue_time_seconds",
+            "Time waiting for a KV slot",
+            ["model"],
+            buckets=LATENCY,
+            registry=r,
         )
         self.ttft = Histogram(
             "lmforge_time_to_first_token_seconds",
             "Time to first token",
+            ["model"],
             buckets=LATENCY,
             registry=r,
         )
         self.tpot = Histogram(
             "lmforge_time_per_output_token_seconds",
             "Time per output token after the first",
+            ["model"],
             buckets=PER_TOKEN,
             registry=r,
         )
         self.prompt_tokens = Histogram(
-            "lmforge_prompt_tokens", "Prompt tokens per request", buckets=TOKENS, registry=r
+            "lmforge_prompt_tokens",
+            "Prompt tokens per request",
+            ["model"],
+            buckets=TOKENS,
+            registry=r,
         )
         self.generated_tokens = Histogram(
-            "lmforge_generated_tokens", "Generated tokens per request", buckets=TOKENS, registry=r
-        )
-        self.step_seconds = Histogram(
-            "lmforge_engine_step_seconds", "Engine step time", buckets=LATENCY, registry=r
+            "lmforge_generated_tokens",
+            "Generated tokens per request",
+            ["model"],
+            buckets=TOKENS,
+            registry=r,
         )
         self.rejections = Counter(
             "lmforge_rejections", "Requests refused, by reason", ["reason"], registry=r
         )
-        self.queue_size = Gauge("lmforge_queue_size", "Requests waiting", registry=r)
-        self.running = Gauge("lmforge_running_batch_size", "Requests running", registry=r)
-        self.slot_usage = Gauge("lmforge_kv_slot_usage", "Fraction of KV slots in use", registry=r)
+        self.queue_size = Gauge("lmforge_queue_size", "Requests waiting", ["model"], registry=r)
+        self.running = Gauge(
+            "lmforge_running_batch_size", "Requests running", ["model"], registry=r
+        )
+        self.slot_usage = Gauge(
+            "lmforge_kv_slot_usage", "Fraction of KV slots in use", ["model"], registry=r
+        )
         self.in_flight = Gauge("lmforge_http_in_flight", "HTTP requests in progress", registry=r)
         self.ready = Gauge("lmforge_ready", "1 when ready to serve", registry=r)
-        self.model = Info("lmforge_model", "The served model", registry=r)
+        self.model = Info(
+            "lmforge_model", "A served model: version, sha256, kind", ["model"], registry=r
+        )
 
-    def observe_generation(self, event: Any, seconds: float) -> None:
-        """Per-request engine timings from a finished event."""
+    def show_model(self, model: str, version: str, sha256: str, kind: str) -> None:
+        self.model.labels(model).info({"version": version, "sha256": sha256, "kind": kind})
+
+    def observe_generation(self, model: str, event: Any, seconds: float) -> None:
+        """Per-request engine timings from a finished event of `model`."""
         if event.queued_seconds is not None:
-            self.queue_time.observe(event.queued_seconds)
+            self.queue_time.labels(model).observe(event.queued_seconds)
         if event.first_token_seconds is not None:
-            self.ttft.observe(event.first_token_seconds)
+            self.ttft.labels(model).observe(event.first_token_seconds)
             if event.output_tokens > 1:
                 per_token = (seconds - event.first_token_seconds) / (event.output_tokens - 1)
-                self.tpot.observe(max(per_token, 0.0))
-        self.prompt_tokens.observe(event.prompt_tokens)
-        self.generated_tokens.observe(event.output_tokens)
+                self.tpot.labels(model).observe(max(per_token, 0.0))
+        self.prompt_tokens.labels(model).observe(event.prompt_tokens)
+        self.generated_tokens.labels(model).observe(event.output_tokens)
 
-    def refresh(self, stats: Any, ready: bool) -> None:
-        self.queue_size.set(stats.waiting)
-        self.running.set(stats.running)
-        self.slot_usage.set(stats.slots_used / max(stats.slots_total, 1))
-        self.ready.set(1 if ready else 0)
+    def refresh(self, model: str, stats: Any) -> None:
+        """The engine gauges of `model` from its snapshot."""
+        self.queue_size.labels(model).set(stats.waiting)
+        self.running.labels(model).set(stats.running)
+        self.slot_usage.labels(model).set(stats.slots_used / max(stats.slots_total, 1))

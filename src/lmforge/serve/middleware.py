@@ -1,6 +1,6 @@
 """ASGI middleware (plain ASGI, so streaming responses pass through untouched): request IDs in
-and out and in every log line, JSON access logs with per-route metrics, the last-resort 500,
-and the body limit."""
+and out and in every log line, JSON access logs with per-route and per-model metrics, the
+last-resort 500, and the body limit."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # An exception no handler took, and the request's path → the status and JSON body to answer.
 ErrorAnswer = Callable[[Exception, str], tuple[int, bytes]]
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The scope key under which the route's dependency records the model a request went to.
+MODEL_KEY = "lmforge.model"
 
 
 class RequestIdFilter(logging.Filter):
@@ -106,8 +108,9 @@ class RequestContext:
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.duration.labels(route).observe(elapsed)
+            model = str(scope.get(MODEL_KEY, ""))
+            self.metrics.requests.labels(route, str(status), model).inc()
+            self.metrics.duration.labels(route, model).observe(elapsed)
             if self.log_access:
                 client = scope.get("client") or ("-", 0)
                 access_log.info(
@@ -121,6 +124,7 @@ class RequestContext:
                         "status": status,
                         "duration_ms": round(1000 * elapsed, 2),
                         "client": client[0],
+                        "model": model,
                     },
                 )
             request_id.reset(token)

@@ -78,6 +78,12 @@ def _integral(value: object) -> object:
 Int = Annotated[int, BeforeValidator(_integral)]
 
 
+# The native routes' `model` field, as OpenAI's: which served model answers.
+MODEL_HELP = (
+    "The served model to use (see /v1/models); default: the one model of the kind this route needs."
+)
+
+
 class Strict(BaseModel):
     # strict: JSON types as the schema says them (no 0.0 for false, no "1" for 1).
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -95,6 +101,7 @@ class SamplingFields(Strict):
 
 
 class GenerateRequest(SamplingFields):
+    model: str | None = Field(None, description=MODEL_HELP)
     prompt: Annotated[str, Field(min_length=1), UNICODE] = Field(
         ..., description="A prompt longer than the context is refused (422)."
     )
@@ -127,6 +134,7 @@ class GenerateResponse(BaseModel):
 
 
 class ClassifyRequest(Strict):
+    model: str | None = Field(None, description=MODEL_HELP)
     text: Text | Annotated[list[Text], Field(min_length=1, max_length=64)] = Field(
         ..., description="One text or a list of up to 64."
     )
@@ -164,12 +172,14 @@ class ClassifyResponse(BaseModel):
 
 
 class MatchPair(Strict):
+    model: str | None = Field(None, description=MODEL_HELP)
     text_a: Text
     text_b: Text
     threshold: float | None = Field(None, ge=-1, le=1, description="Decide match above this.")
 
 
 class MatchQuery(Strict):
+    model: str | None = Field(None, description=MODEL_HELP)
     query: Text
     candidates: list[Text] = Field(..., min_length=1, max_length=256)
     threshold: float | None = Field(None, ge=-1, le=1, description="Decide match above this.")
@@ -192,6 +202,7 @@ class MatchResponse(BaseModel):
 
 
 class SummarizeRequest(Strict):
+    model: str | None = Field(None, description=MODEL_HELP)
     text: Text = Field(..., description="Longer texts keep their beginning, to fit the context.")
     max_new_tokens: Int = Field(60, ge=1)
 
@@ -202,6 +213,7 @@ class SummarizeResponse(BaseModel):
 
 
 class TokenizeRequest(Strict):
+    model: str | None = Field(None, description=MODEL_HELP)
     text: Unicode
 
 
@@ -219,7 +231,7 @@ class ModelCard(BaseModel):
     version: str | None
     sha256: str
     context_length: int
-    kind: Literal["generator", "classifier"]
+    kind: Literal["generator", "classifier", "matcher", "summarizer"]
     labels: list[str] | None = Field(None, description="A classifier's labels, in id order.")
 
 

@@ -1,13 +1,15 @@
-"""`lmforge serve`: resolve and verify the model, build the engine, and run the API under
+"""`lmforge serve`: resolve and verify each model, build its engine, and run the API under
 uvicorn with a drain on SIGTERM/SIGINT: readiness turns 503 at once, new requests get 503,
 accepted ones finish (up to --drain-seconds), then the process exits 0."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
 import time
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,8 @@ from lmforge.registry.resolve import resolve
 from lmforge.serve.auth import load_keys
 from lmforge.serve.engine import Engine
 from lmforge.serve.middleware import RequestIdFilter
-from lmforge.serve.state import AppState, ModelInfo, warm_up
+from lmforge.serve.models import ModelInfo, ServedModel, warm_up
+from lmforge.serve.state import AppState
 
 if TYPE_CHECKING:
     import uvicorn
@@ -29,22 +32,50 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def load(config: ServeConfig) -> tuple[Engine, ModelInfo]:
-    model = resolve(config.model)
+def load(config: ServeConfig, ref: str, name: str | None = None) -> tuple[Engine, ModelInfo]:
+    """Resolve and verify the model `ref` and build its engine; `name` is what requests call
+    it (default: its registry name or dir name)."""
+    model = resolve(ref)
     path = model.path
-    engine = Engine(path, config)  # a ServeConfig is the engine's settings plus the server's
+    # A ServeConfig is the engine's settings plus the server's; a model may have its own slots.
+    slots = config.kv_slots_of().get(name or model.name, config.kv_slots)
+    engine = Engine(path, dataclasses.replace(config, kv_slots=slots))
     card = ModelCard.read(path)
     weights = path / "model.safetensors"
     sha = (card.weights_sha256 if card else None) or sha256_file(weights)
     info = ModelInfo(
-        config.model_name or model.name,
+        name or model.name,
         model.version,
         sha,
         engine.max_seq_len,
         str(path),
         tuple(engine.labels),
+        card.task if card else "lm",
     )
     return engine, info
+
+
+def load_models(config: ServeConfig) -> list[ServedModel]:
+    """One engine per model argument (loaded one after another), each with its loader for
+    reloads; two models of one name are refused before any engine is built."""
+    refs = config.named_refs()
+    names = [name or resolve(ref).name for name, ref in refs]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(
+            f"model: more than one model is called {', '.join(map(repr, twice))}",
+            hint="name each model: lmforge serve NAME=REF NAME=REF",
+        )
+    if unknown := sorted(set(config.kv_slots_of()) - set(names)):
+        raise ConfigError(
+            f"model_kv_slots: no served model is called {', '.join(map(repr, unknown))}",
+            hint=f"the served models are {', '.join(map(repr, names))}",
+        )
+    served = []
+    for name, (_, ref) in zip(names, refs, strict=True):
+        engine, info = load(config, ref, name)
+        reload = partial(load, config, ref, name)
+        served.append(ServedModel(engine, info, reload, config.drain_seconds, ref))
+    return served
 
 
 def check_exposure(config: ServeConfig, has_keys: bool) -> None:
@@ -62,29 +93,34 @@ def build_state(config: ServeConfig) -> AppState:
     keys = load_keys(config.api_keys_file, "LMFORGE_API_KEYS")
     admin_keys = load_keys(config.admin_keys_file, "LMFORGE_ADMIN_KEYS")
     check_exposure(config, bool(keys))
-    engine, info = load(config)
-    state = AppState(engine, info, config, keys, admin_keys, loader=lambda: load(config))
-    engine.start()
-    warm_up(engine)
+    models = load_models(config)
+    state = AppState(models, config, keys, admin_keys)
+    for model in models:
+        model.engine.start()
+        warm_up(model.engine)
     state.ready = True
     return state
 
 
 def watch_alias(state: AppState, every: float, stop: threading.Event) -> None:
-    """Reload whenever the registry alias points at another version."""
-    from lmforge.registry.refs import parse_ref
+    """Reload a model whenever its registry alias points at another version (one model at a
+    time; the others keep serving). Models given as dirs are not watched."""
+    from lmforge.registry.refs import is_registry_ref, parse_ref
     from lmforge.registry.store import client
     from lmforge.registry.versions import get_version
 
-    ref = parse_ref(state.config.model)
     while not stop.wait(every):
-        try:
-            version = str(get_version(client(), ref).version)
-            if version != state.model.version and not state.draining:
-                log.info("%s now points at version %s: reloading", state.config.model, version)
-                state.reload()
-        except Exception:
-            log.exception("watching %s failed; will try again", state.config.model)
+        for model in state.models:
+            ref = model.ref
+            if not is_registry_ref(ref) or state.draining:
+                continue
+            try:
+                version = str(get_version(client(), parse_ref(ref)).version)
+                if version != model.info.version:
+                    log.info("%s now points at version %s: reloading %s", ref, version, model.name)
+                    state.reload(model.name)
+            except Exception:
+                log.exception("watching %s failed; will try again", ref)
 
 
 def setup_access_log() -> None:
@@ -144,10 +180,7 @@ def serve(config: ServeConfig) -> None:
 
         def _drain(self) -> None:
             deadline = time.monotonic() + config.drain_seconds
-            while time.monotonic() < deadline:
-                stats = state.engine.snapshot()
-                if not stats.waiting and not stats.running:
-                    break
+            while time.monotonic() < deadline and not state.idle():
                 time.sleep(0.05)
             self.should_exit = True
 
@@ -156,22 +189,26 @@ def serve(config: ServeConfig) -> None:
     if config.watch_alias:
         from lmforge.registry.refs import is_registry_ref
 
-        if not is_registry_ref(config.model):
-            raise ConfigError("watch_alias: needs a registry reference such as models:/NAME@ALIAS")
+        if not any(is_registry_ref(model.ref) for model in state.models):
+            raise ConfigError(
+                "watch_alias: needs a model given by registry reference, such as models:/NAME@ALIAS"
+            )
         threading.Thread(
             target=watch_alias, args=(state, config.watch_alias, stop_watching), daemon=True
         ).start()
-    log.info(
-        "serving %s (version %s, sha256 %s) on http://%s:%d",
-        state.model.name,
-        state.model.version or "-",
-        state.model.sha256[:12],
-        config.host,
-        config.port,
-    )
+    for model in state.models:
+        log.info(
+            "serving %s (%s, version %s, sha256 %s) on http://%s:%d",
+            model.name,
+            model.info.kind,
+            model.info.version or "-",
+            model.info.sha256[:12],
+            config.host,
+            config.port,
+        )
     try:
         server.run()
     finally:
         stop_watching.set()
-        state.engine.shutdown(drain_seconds=0)
+        state.shutdown()
     log.info("stopped")

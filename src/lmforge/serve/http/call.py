@@ -16,6 +16,7 @@ from lmforge.serve.engine import Engine
 from lmforge.serve.http.errors import ClientGone
 from lmforge.serve.http.tokens import Keep, char_bound, cut, encode, longest_token_chars
 from lmforge.serve.limits import Ledger
+from lmforge.serve.models import ModelInfo
 from lmforge.serve.request import Kind, PromptTooLong, SamplingParams
 from lmforge.serve.request import Request as EngineRequest
 from lmforge.serve.state import AppState
@@ -28,11 +29,15 @@ DISCONNECT_POLL_SECONDS = 0.2
 
 
 class Call:
-    """One inference call, charged to `ledger`'s caller, over the engine leased for it."""
+    """One inference call, charged to `ledger`'s caller, over the engine leased for it, which
+    serves `model` (the one the request named, or its route's default)."""
 
-    def __init__(self, state: AppState, engine: Engine, ledger: Ledger, http: Request) -> None:
+    def __init__(
+        self, state: AppState, engine: Engine, model: ModelInfo, ledger: Ledger, http: Request
+    ) -> None:
         self.state = state
         self.engine = engine
+        self.model = model
         self.ledger = ledger
         self.http = http
 
@@ -178,4 +183,4 @@ class Call:
             yield event
 
     def _observe(self, event: Event, started: float) -> None:
-        self.state.metrics.observe_generation(event, time.perf_counter() - started)
+        self.state.metrics.observe_generation(self.model.name, event, time.perf_counter() - started)

@@ -150,8 +150,10 @@ def install_error_handlers(app: FastAPI, openai_paths: set[str]) -> None:
 
 
 _MEANINGS = {
-    400: "A body that is not JSON, or an invalid request (OpenAI routes)",
+    400: "A body that is not JSON, or an invalid request (OpenAI routes), or no `model` "
+    "when several served models could answer",
     401: "Missing or invalid API key",
+    404: "No served model has the requested name (`model_not_found`)",
     413: "Request body too large",
     422: "Invalid request, or a prompt longer than the context",
     429: "Rate limited or overloaded (see Retry-After)",
@@ -160,7 +162,7 @@ _MEANINGS = {
     503: "Not ready, draining, or the engine failed",
     504: "The request passed its deadline",
 }
-INFERENCE_ERRORS = (400, 401, 413, 422, 429, 499, 500, 503, 504)
+INFERENCE_ERRORS = (400, 401, 404, 413, 422, 429, 499, 500, 503, 504)
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from importlib import resources
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lmforge.serve import schemas as s
-from lmforge.serve.http.deps import authorize_admin, authorize_metrics, state_of
+from lmforge.serve.http.deps import authorize_admin, authorize_metrics, choice_error, state_of
 from lmforge.serve.http.errors import documented
+from lmforge.serve.models import ModelChoiceError
 
 router = APIRouter()
 PLAYGROUND = resources.files("lmforge.serve").joinpath("playground.html").read_text()
@@ -23,12 +24,20 @@ PLAYGROUND = resources.files("lmforge.serve").joinpath("playground.html").read_t
     response_model=s.ReloadResponse,
     tags=["admin"],
     dependencies=[Depends(authorize_admin)],
-    responses=documented(401, 500, 503),
+    responses=documented(400, 401, 404, 500, 503),
 )
-async def reload(request: Request) -> dict[str, object]:
-    """Load the model again (an alias may have moved), warm it up and swap it in; requests
-    in flight finish on the old engine."""
-    info = await asyncio.to_thread(state_of(request).reload)
+async def reload(
+    request: Request,
+    model: str | None = Query(
+        None, description="The served model to reload; needed when the server serves several."
+    ),
+) -> dict[str, object]:
+    """Load one model again (an alias may have moved), warm it up and swap it in; its requests
+    in flight finish on the old engine, and the other models keep serving."""
+    try:
+        info = await asyncio.to_thread(state_of(request).reload, model)
+    except ModelChoiceError as exc:
+        raise choice_error(exc) from None
     return {"model": info.name, "version": info.version, "sha256": info.sha256}
 
 
@@ -50,7 +59,7 @@ async def ping(request: Request) -> JSONResponse:
     ok = state.accepting()
     message = "ready" if ok else "draining" if state.draining else "not ready"
     if not state.healthy():
-        message = f"engine dead: {state.engine.dead}"
+        message = "engine dead: " + "; ".join(state.dead())
     return JSONResponse({"success": ok, "message": message}, status_code=200 if ok else 503)
 
 
@@ -61,11 +70,11 @@ async def ping(request: Request) -> JSONResponse:
     responses={503: {"model": s.ProbeStatus, "description": "The engine loop is dead"}},
 )
 async def healthz(request: Request) -> dict[str, str] | JSONResponse:
-    """Liveness: the engine loop is running."""
+    """Liveness: every model's engine loop is running."""
     state = state_of(request)
     if state.healthy():
         return {"status": "alive"}
-    return JSONResponse({"status": "dead", "reason": state.engine.dead}, status_code=503)
+    return JSONResponse({"status": "dead", "reason": "; ".join(state.dead())}, status_code=503)
 
 
 @router.get(
@@ -75,7 +84,7 @@ async def healthz(request: Request) -> dict[str, str] | JSONResponse:
     responses={503: {"model": s.ProbeStatus, "description": "Loading or draining"}},
 )
 async def readyz(request: Request) -> dict[str, str] | JSONResponse:
-    """Readiness: model loaded and warmed up, engine alive, not draining."""
+    """Readiness: every model loaded and warmed up, their engines alive, not draining."""
     state = state_of(request)
     if state.accepting():
         return {"status": "ready"}
@@ -94,7 +103,9 @@ async def readyz(request: Request) -> dict[str, str] | JSONResponse:
     },
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (`lmforge_*`)."""
+    """Prometheus metrics (`lmforge_*`), labelled by `model` where they are a model's."""
     state = state_of(request)
-    state.metrics.refresh(state.engine.snapshot(), state.accepting())
+    for served in state.models:
+        state.metrics.refresh(served.name, served.engine.snapshot())
+    state.metrics.ready.set(1 if state.accepting() else 0)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from lmforge.serve import schemas as s
-from lmforge.serve.http.deps import InferenceCall
+from lmforge.serve.http.deps import InferenceCall, TokenizeCall
 from lmforge.serve.http.errors import INFERENCE_ERRORS, documented
 from lmforge.serve.http.sse import event_stream, sse, streamed
 from lmforge.serve.request import SamplingParams
@@ -79,7 +79,7 @@ async def native_events(rid: str, events: AsyncIterator[Event]) -> AsyncIterator
     response_model=s.TokenizeResponse,
     responses=documented(*INFERENCE_ERRORS),
 )
-async def tokenize(body: s.TokenizeRequest, call: InferenceCall) -> dict[str, object]:
+async def tokenize(body: s.TokenizeRequest, call: TokenizeCall) -> dict[str, object]:
     """Token ids of `text` under the served model's tokenizer (the whole text, as long as the
     body limit allows), charged to the caller's token budget."""
     (tokens,) = await call.encode([body.text], keep=None)

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from lmforge.serve import schemas as s
 from lmforge.serve.engine import Engine
-from lmforge.serve.http.deps import InferenceCall, authorize, state_of
+from lmforge.serve.http.deps import EmbedCall, InferenceCall, authorize, state_of
 from lmforge.serve.http.errors import INFERENCE_ERRORS, ApiError, documented
 from lmforge.serve.http.sse import event_stream, sse, streamed
 from lmforge.serve.request import SamplingParams
@@ -64,7 +64,7 @@ async def completions(
     if not prompts or (body.stream and len(prompts) != 1):
         raise ApiError(400, "invalid_request_error", "give one prompt to stream", "prompt")
     params = SamplingParams.from_body(body.sampling(), call.max_new_tokens)
-    completion = Completion(body.model or call.state.model.name)
+    completion = Completion(call.model.name)
     requests = await call.generation_requests(prompts, params)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -132,7 +132,7 @@ def logprobs(engine: Engine, event: Event, offset: int) -> dict[str, object]:
 @router.post(
     "/v1/embeddings", tags=["openai"], response_model=None, responses=documented(*INFERENCE_ERRORS)
 )
-async def openai_embeddings(body: s.EmbeddingRequest, call: InferenceCall) -> dict[str, object]:
+async def openai_embeddings(body: s.EmbeddingRequest, call: EmbedCall) -> dict[str, object]:
     """OpenAI's embeddings API: unit-length pooled hidden states (mean over tokens by
     default)."""
     inputs = embedding_inputs(body.input)
@@ -147,8 +147,12 @@ async def openai_embeddings(body: s.EmbeddingRequest, call: InferenceCall) -> di
         if body.encoding_format == "base64":
             value = base64.b64encode(array("f", vector).tobytes()).decode()
         data.append({"object": "embedding", "index": index, "embedding": value})
-    model = body.model or call.state.model.name
-    return {"object": "list", "data": data, "model": model, "usage": s.usage(prompt_tokens, 0)}
+    return {
+        "object": "list",
+        "data": data,
+        "model": call.model.name,
+        "usage": s.usage(prompt_tokens, 0),
+    }
 
 
 def embedding_inputs(given: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
@@ -168,17 +172,19 @@ def embedding_inputs(given: str | list[str] | list[int] | list[list[int]]) -> li
     responses=documented(401, 429, 500, 503),
 )
 async def models(request: Request) -> dict[str, object]:
-    """The served model: name, registry version, sha256 of its weights, context length, kind
-    (generator or classifier) and a classifier's labels."""
+    """Every served model: name, registry version, sha256 of its weights, context length, kind
+    (generator, classifier, matcher or summarizer) and a classification head's labels."""
     state = state_of(request)
-    info = state.model
-    card = {
-        "id": info.name,
-        "created": state.started,
-        "version": info.version,
-        "sha256": info.sha256,
-        "context_length": info.context_length,
-        "kind": info.kind,
-        "labels": list(info.labels) or None,
-    }
-    return {"object": "list", "data": [card]}
+    cards = [
+        {
+            "id": info.name,
+            "created": state.started,
+            "version": info.version,
+            "sha256": info.sha256,
+            "context_length": info.context_length,
+            "kind": info.kind,
+            "labels": list(info.labels) or None,
+        }
+        for info in (served.info for served in state.models)
+    ]
+    return {"object": "list", "data": cards}

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from lmforge.serve import schemas as s
 from lmforge.serve.http.call import Call
-from lmforge.serve.http.deps import InferenceCall
+from lmforge.serve.http.deps import ClassifyCall, MatchCall, SummarizeCall
 from lmforge.serve.http.errors import INFERENCE_ERRORS, InvalidField, documented
 from lmforge.serve.http.tokens import Keep, char_bound, cut
 from lmforge.serve.tasks import (
@@ -28,7 +28,7 @@ router = APIRouter(tags=["native"], responses=documented(*INFERENCE_ERRORS))
 
 
 @router.post("/v1/classify", response_model=s.ClassifyResponse)
-async def classify(body: s.ClassifyRequest, call: InferenceCall) -> dict[str, object]:
+async def classify(body: s.ClassifyRequest, call: ClassifyCall) -> dict[str, object]:
     """A classifier model runs its head: one forward over each text, the softmax over its
     labels (or over the given subset of them, renormalised). A language model classifies
     zero-shot by label scoring: the probability of each candidate label as its continuation
@@ -99,7 +99,7 @@ async def check_template(call: Call, template: str) -> None:
 
 
 @router.post("/v1/match", response_model=s.MatchResponse)
-async def match(body: s.MatchRequest, call: InferenceCall) -> dict[str, object]:
+async def match(body: s.MatchRequest, call: MatchCall) -> dict[str, object]:
     """Cosine similarity of mean-pooled embeddings: a pair, or a query against candidates
     (ranked); with `threshold`, a match decision too."""
     if isinstance(body, s.MatchPair):
@@ -127,7 +127,7 @@ async def match(body: s.MatchRequest, call: InferenceCall) -> dict[str, object]:
 
 
 @router.post("/v1/summarize", response_model=s.SummarizeResponse)
-async def summarize_route(body: s.SummarizeRequest, call: InferenceCall) -> dict[str, object]:
+async def summarize_route(body: s.SummarizeRequest, call: SummarizeCall) -> dict[str, object]:
     """A summary by 'TL;DR:' prompting in the summarization training format (greedy, ends at
     the first newline)."""
     new = min(body.max_new_tokens, call.max_new_tokens)
