@@ -52,3 +52,11 @@ PAIR_SEPARATOR = "\n"
 def pair_text(text_a: str, text_b: str) -> str:
     """The one text a cross-encoder scores for a pair."""
     return task_text(text_a) + PAIR_SEPARATOR + task_text(text_b)
+
+
+# A matcher's head, as its id2label names its outputs: two labels, MATCH_LABEL ("1") the one
+# whose probability is the pair's score; or one regression output, SCORE_LABEL, whose raw
+# value is the score.
+MATCH_LABELS = ("0", "1")
+MATCH_LABEL = "1"
+SCORE_LABEL = "score"

@@ -179,7 +179,10 @@ def head_weight(
 class GPT2:
     """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU. A
     sequence classifier (`labels` non-empty) has its `score` head where a language model has
-    its LM head: `logits` are then one per label."""
+    its LM head: `logits` are then one per label, or the one raw value of a regression head.
+    `task` is what the head serves: "matching" (a pair model) or "classification" for a head,
+    "summarization" or "lm" for a language model, as the card says (a dir without a card: a
+    classifier or an LM)."""
 
     def __init__(
         self,
@@ -189,7 +192,7 @@ class GPT2:
         quantize: str,
         unverified: bool = False,
     ) -> None:
-        verify_model_dir(model_dir, unverified=unverified)
+        card = verify_model_dir(model_dir, unverified=unverified)
         config = read_config(model_dir)
         self.n_layer, self.n_head = cast(int, config["n_layer"]), cast(int, config["n_head"])
         self.d_model = cast(int, config["n_embd"])
@@ -197,6 +200,15 @@ class GPT2:
         self.n_positions = cast(int, config["n_positions"])
         self.vocab_size = cast(int, config["vocab_size"])
         self.labels = read_labels(config)
+        # transformers' rule: one output and no problem_type is a regression head too.
+        self.regression = bool(self.labels) and (
+            config.get("problem_type") == "regression" or len(self.labels) == 1
+        )
+        said = card.task if card else ""
+        if self.labels:
+            self.task = "matching" if said == "matching" else "classification"
+        else:
+            self.task = "summarization" if said == "summarization" else "lm"
         eos = config.get("eos_token_id")
         self.eos_id = eos if isinstance(eos, int) else None
         self.device = device

@@ -21,15 +21,11 @@ from lmforge.cards import Lineage, ModelCard
 from lmforge.config.train import TrainConfig
 from lmforge.errors import DataError
 from lmforge.metrics import accuracy, binary_f1, macro_f1, pearson, spearman
-from lmforge.prompts import PAIR_SEPARATOR, pair_text, task_text
+from lmforge.prompts import MATCH_LABELS, PAIR_SEPARATOR, SCORE_LABEL, pair_text, task_text
 from lmforge.records import Record
 from lmforge.registry.resolve import open_model
-from lmforge.train.run import RunSpec
 from lmforge.train.rows import ListDataset, task_rows
-
-# The one output of a regression head, as id2label names it.
-SCORE_LABEL = "score"
-MATCH_LABELS = ["0", "1"]
+from lmforge.train.run import RunSpec
 
 
 @dataclass
@@ -91,7 +87,7 @@ def matching_task(cfg: TrainConfig, train: list[Record], valid: list[Record]) ->
         return HeadTask(
             text=text,
             target=lambda r: int(_number(cfg, r)),
-            labels=MATCH_LABELS,
+            labels=list(MATCH_LABELS),
             metrics=lambda logits, gold: {
                 "accuracy": accuracy(logits.argmax(-1), gold),
                 "f1": binary_f1(logits.argmax(-1), gold),

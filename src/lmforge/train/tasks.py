@@ -24,6 +24,7 @@ from lmforge.train.heads import head_spec
 from lmforge.train.rows import ListDataset, task_rows
 from lmforge.train.run import RunResult, RunSpec, run_training
 
+
 class PadWithIgnoredLabels:
     """Pads input ids with the pad token and labels with the ignore index."""
 
@@ -46,7 +47,8 @@ def summary_prompt_ids(tokenizer: Any, document: str, room: int) -> list[int]:
     """The ids a summarizer continues with the summary: each of `prompts.summary_pieces`
     encoded on its own, the document cut to leave `room` tokens in all."""
     before, text, after = (
-        tokenizer(piece, add_special_tokens=False)["input_ids"] for piece in summary_pieces(document)
+        list[int](tokenizer(piece, add_special_tokens=False)["input_ids"])
+        for piece in summary_pieces(document)
     )
     return before + text[: max(room - len(before) - len(after), 0)] + after
 
@@ -65,7 +67,8 @@ def _summarization(cfg: TrainConfig) -> RunSpec:
             summary = tokenizer(row[cfg.summary_field], add_special_tokens=False)["input_ids"]
             summary = [*summary[: context // 2], eot]
             prompt = summary_prompt_ids(tokenizer, row[cfg.document_field], context - len(summary))
-            items.append({"input_ids": prompt + summary, "labels": [IGNORE] * len(prompt) + summary})
+            labels = [IGNORE] * len(prompt) + summary
+            items.append({"input_ids": prompt + summary, "labels": labels})
         return ListDataset(items)
 
     valid = encode(valid_rows)
