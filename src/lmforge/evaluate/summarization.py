@@ -33,7 +33,8 @@ def run_summarization(
         )
     # Documents longer than the room keep their beginning, where news puts the gist.
     # The pieces of `prompts.summary_pieces`, each encoded alone, as training and serving do.
-    prompts = [head + lm.encode(summary_pieces(doc, spec.prompt)[1])[:room] + tail for doc in documents]
+    texts = [summary_pieces(doc, spec.prompt)[1] for doc in documents]
+    prompts = [head + lm.encode(text)[:room] + tail for text in texts]
     options = {"no_repeat_ngram_size": spec.no_repeat_ngram_size or None}
     outputs = greedy_continuations(lm, prompts, spec.max_new_tokens, batch_size, **options)
     summaries = [_first_line(lm.tokenizer.decode(ids, skip_special_tokens=True)) for ids in outputs]
