@@ -44,6 +44,11 @@ class HeadTask:
 
 def classification_task(cfg: TrainConfig, train: list[Record], valid: list[Record]) -> HeadTask:
     labels = sorted({r[cfg.label_column] for r in train})
+    if len(labels) < 2:  # one output would be a regression head
+        raise DataError(
+            f"{cfg.data}: every row has the label {labels[0]!r}; a classifier needs two or more",
+            hint=f"check --label-column ({cfg.label_column!r})",
+        )
     if unknown := {r[cfg.label_column] for r in valid} - set(labels):
         raise DataError(f"valid labels {sorted(unknown)} never occur in the training data")
     return HeadTask(
