@@ -120,14 +120,15 @@ class DatasetLineage:
 
 
 # Keys of lmforge.json this class reads into typed fields; any other key is kept as it is.
-_CARD_KEYS = {"format", "task", "labels", "prompt", "parent", "distillation", "dataset"}
+_CARD_KEYS = {"format", "task", "labels", "prompt", "pair", "parent", "distillation", "dataset"}
 _CARD_KEYS |= {"context_length", "training_config", "metrics", "mlflow_run_id", "files"}
 
 
 @dataclass
 class ModelCard:
     """A model dir's `lmforge.json`. Optional parts a task does not have are left out of the
-    file (a classifier has `labels`, a summarizer its `prompt`, an LM its `dataset`)."""
+    file (a classifier has `labels`, a matcher `labels` and its `pair` format — separator and
+    target, "label" or "score" —, a summarizer its `prompt`, an LM its `dataset`)."""
 
     task: str = "lm"
     parent: Lineage | None = None
@@ -139,6 +140,7 @@ class ModelCard:
     context_length: int | None = None
     labels: list[str] | None = None
     prompt: str | None = None
+    pair: dict[str, str] | None = None
     distillation: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by other tools
 
@@ -160,6 +162,7 @@ class ModelCard:
         optional = {
             "labels": self.labels,
             "prompt": self.prompt,
+            "pair": self.pair,
             "distillation": self.distillation,
             "dataset": self.dataset.to_json() if self.dataset else None,
             "context_length": self.context_length,
@@ -181,6 +184,7 @@ class ModelCard:
             context_length=raw.get("context_length"),
             labels=raw.get("labels"),
             prompt=raw.get("prompt"),
+            pair=raw.get("pair"),
             distillation=raw.get("distillation"),
             extra={k: v for k, v in raw.items() if k not in _CARD_KEYS},
         )

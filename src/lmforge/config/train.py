@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.config import option
+from lmforge.records import FORMATS
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -105,9 +106,9 @@ class TrainConfig(OptimOptions):
 
     task: str = option(
         "lm",
-        "lm: language modelling on a dataset dir; classification or summarization: fine-tune "
-        "--init on a labelled file.",
-        choices=("lm", "classification", "summarization"),
+        "lm: language modelling on a dataset dir; classification, matching (text pairs) or "
+        "summarization: fine-tune --init on a labelled file.",
+        choices=("lm", "classification", "matching", "summarization"),
     )
     init: str = option(
         "",
@@ -128,8 +129,27 @@ class TrainConfig(OptimOptions):
         0.1, "Dropout on embeddings, attention and residuals (new models).", ge=0, lt=1
     )
     valid_data: str = option("", "Task fine-tuning: validation file (default: 5% of --data).")
-    text_column: str = option("text", "Classification: the text column or field.")
-    label_column: str = option("label", "Classification: the label column or field.")
+    data_format: str = option(
+        "",
+        "Task files: jsonl, tsv or csv (default: from the file name; STS-B's .csv files are "
+        "tab-separated: --data-format tsv).",
+    )
+    header: bool = option(
+        True,
+        "Task .tsv/.csv files: the first row names the columns (--no-header: columns are "
+        "numbers from 0, e.g. --text-column 5).",
+    )
+    text_column: str = option("text", "Classification and matching: the (first) text column.")
+    text_b_column: str = option("text_b", "Matching: the second text's column or field.")
+    label_column: str = option(
+        "label", "Classification: the label column; matching: the 0/1 label or graded score."
+    )
+    target: str = option(
+        "auto",
+        "Matching: label (0/1, a two-label classifier; 1 = match), score (graded, e.g. STS-B's "
+        "0-5: a one-output regression head) or auto (label when every value is 0 or 1).",
+        choices=("auto", "label", "score"),
+    )
     document_field: str = option("document", "Summarization: the document field.")
     summary_field: str = option("summary", "Summarization: the summary field.")
 
@@ -139,6 +159,8 @@ class TrainConfig(OptimOptions):
             out.append(f"n_head: {self.n_head} does not divide n_embd {self.n_embd}")
         if self.task != "lm" and not self.init:
             out.append(f"init: --task {self.task} fine-tunes a model; pass --init MODEL")
+        if self.data_format not in ("", *FORMATS):
+            out.append(f"data_format: {self.data_format!r} is not one of {', '.join(FORMATS)}")
         return out
 
 

@@ -9,9 +9,14 @@ from lmforge.config.evaluate import ClassificationTask
 from lmforge.errors import DataError
 from lmforge.evaluate.data import data_entry, task_records
 from lmforge.evaluate.result import Perturb, TaskResult
-from lmforge.evaluate.scoring import LoadedModel, classifier_probabilities, continuation_logprobs
+from lmforge.evaluate.scoring import (
+    LoadedModel,
+    continuation_logprobs,
+    head_outputs,
+    softmax,
+)
 from lmforge.metrics import accuracy, confusion_matrix, macro_f1
-from lmforge.prompts import classify_prompt, label_continuation
+from lmforge.prompts import classify_prompt, label_continuation, task_text
 
 
 def run_classification(
@@ -72,7 +77,8 @@ def _label_scores(
 def _fine_tuned(
     lm: LoadedModel, spec: ClassificationTask, texts: list[str], batch_size: int
 ) -> np.ndarray:
-    """The classifier's probabilities, columns reordered to the task's label order."""
+    """The classifier's probabilities of the texts as it was trained on them (`task_text`),
+    columns reordered to the task's label order."""
     names = lm.labels
     missing = sorted(set(spec.labels.values()) - set(names))
     if missing:
@@ -80,5 +86,7 @@ def _fine_tuned(
             f"{lm.ref} does not know the label(s) {', '.join(missing)}",
             hint=f"map the data's labels to the model's: {', '.join(names)}",
         )
-    probabilities = classifier_probabilities(lm, texts, batch_size)
+    if lm.card is not None and lm.card.task == "matching":
+        raise DataError(f"{lm.ref} is a matcher (text pairs): score it with a matching task")
+    probabilities = softmax(head_outputs(lm, [task_text(text) for text in texts], batch_size))
     return probabilities[:, [names.index(name) for name in spec.labels.values()]]

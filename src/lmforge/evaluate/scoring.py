@@ -1,5 +1,5 @@
 """What evaluation asks of a model, batched: log-probabilities of continuations, pooled
-hidden states, greedy generation and a fine-tuned classifier's label probabilities."""
+hidden states, greedy generation and a fine-tuned head's outputs."""
 
 from __future__ import annotations
 
@@ -171,18 +171,30 @@ def greedy_continuations(
 
 
 @torch.no_grad()
-def classifier_probabilities(
-    lm: LoadedModel, texts: Sequence[str], batch_size: int = 32
-) -> np.ndarray:
-    """[texts, labels] probabilities of a fine-tuned classifier."""
+@torch.no_grad()
+def head_outputs(lm: LoadedModel, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """[texts, outputs] logits of a fine-tuned head (a classifier's or a matcher's) over texts
+    already in their task form (`prompts.task_text`, `prompts.pair_text`); a text too long
+    keeps its end, as in training and serving."""
     device = _device(lm.model)
+    pad = lm.model.config.pad_token_id or 0
     out = []
     for chunk in _chunks(texts, batch_size):
-        encoded = lm.tokenizer(
-            list(chunk), padding=True, truncation=True, max_length=lm.positions, return_tensors="pt"
-        ).to(device)
-        out.append(torch.softmax(lm.model(**encoded).logits.float(), dim=-1).cpu().numpy())
+        encoded = lm.tokenizer(list(chunk), add_special_tokens=False)["input_ids"]
+        rows = [ids[-lm.positions :] for ids in encoded]
+        width = max(map(len, rows))
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=device)
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
+        logits = lm.model(input_ids=ids, attention_mask=mask.to(device)).logits
+        out.append(logits.float().cpu().numpy())
     return np.concatenate(out)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of [N, outputs] logits."""
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities: np.ndarray = weights / weights.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 @torch.no_grad()

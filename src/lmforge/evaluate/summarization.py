@@ -10,6 +10,7 @@ from lmforge.evaluate.data import data_entry, task_records
 from lmforge.evaluate.result import Perturb, TaskResult
 from lmforge.evaluate.scoring import LoadedModel, greedy_continuations
 from lmforge.metrics import bleu, rouge
+from lmforge.prompts import summary_pieces
 
 
 def run_summarization(
@@ -21,7 +22,7 @@ def run_summarization(
     references = [r[spec.column("summary")].strip() for r in records]
     if perturb is not None:
         documents = [perturb(doc) for doc in documents]
-    before, after = spec.prompt.split("{document}", 1)
+    before, _, after = summary_pieces("", spec.prompt)
     head, tail = lm.encode(before), lm.encode(after)
     room = lm.positions - spec.max_new_tokens - len(head) - len(tail)
     if room < 16:
@@ -31,7 +32,9 @@ def run_summarization(
             hint="lower max_new_tokens",
         )
     # Documents longer than the room keep their beginning, where news puts the gist.
-    prompts = [head + lm.encode(doc)[:room] + tail for doc in documents]
+    # The pieces of `prompts.summary_pieces`, each encoded alone, as training and serving do.
+    texts = [summary_pieces(doc, spec.prompt)[1] for doc in documents]
+    prompts = [head + lm.encode(text)[:room] + tail for text in texts]
     options = {"no_repeat_ngram_size": spec.no_repeat_ngram_size or None}
     outputs = greedy_continuations(lm, prompts, spec.max_new_tokens, batch_size, **options)
     summaries = [_first_line(lm.tokenizer.decode(ids, skip_special_tokens=True)) for ids in outputs]

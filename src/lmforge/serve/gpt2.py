@@ -179,7 +179,7 @@ def head_weight(
 class GPT2:
     """GPT-2 for inference on `device` in `dtype`, or with int8 linear layers on CPU. A
     sequence classifier (`labels` non-empty) has its `score` head where a language model has
-    its LM head: `logits` are then one per label."""
+    its LM head: `logits` are then one per label, or the one raw value of a regression head."""
 
     def __init__(
         self,
@@ -197,6 +197,10 @@ class GPT2:
         self.n_positions = cast(int, config["n_positions"])
         self.vocab_size = cast(int, config["vocab_size"])
         self.labels = read_labels(config)
+        # transformers' rule: one output and no problem_type is a regression head too.
+        self.regression = bool(self.labels) and (
+            config.get("problem_type") == "regression" or len(self.labels) == 1
+        )
         eos = config.get("eos_token_id")
         self.eos_id = eos if isinstance(eos, int) else None
         self.device = device

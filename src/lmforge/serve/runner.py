@@ -29,7 +29,8 @@ class TokenOutput:
 class ChunkOutput:
     """What one chunk produced: a sampled token (generate, once its prompt is complete), the
     log-probabilities of its scored tokens (score), pooled state (embed), the label
-    probabilities in id order (classify, once its text is complete), or an error."""
+    probabilities in id order or a regression head's raw value (classify, once its text is
+    complete), or an error."""
 
     token: TokenOutput | None = None
     scores: list[float] = field(default_factory=list)
@@ -151,10 +152,12 @@ class Runner:
         self, outputs: list[ChunkOutput], rows: list[tuple[int, int]], hidden: torch.Tensor
     ) -> None:
         """The classification head on each text's last token, as GPT2ForSequenceClassification
-        pools it: a softmax over the labels per row, one head call for the step."""
+        pools it: a softmax over the labels per row (a regression head's raw value), one head
+        call for the step."""
         logits = self.model.logits(hidden[[row for _, row in rows]])
         finite = sampling.finite_rows(logits)
-        probabilities: list[list[float]] = logits.softmax(dim=-1).tolist()
+        outputs_of = logits if self.model.regression else logits.softmax(dim=-1)
+        probabilities: list[list[float]] = outputs_of.tolist()
         for (index, _), ok, row in zip(rows, finite, probabilities, strict=True):
             if ok:
                 outputs[index].scores = row

@@ -171,18 +171,30 @@ class ClassifyResponse(BaseModel):
     results: list[ClassifyResult]
 
 
+THRESHOLD_HELP = (
+    "Decide `match`: similarity >= threshold. The similarity is a matcher's score (P(match), "
+    "in [0, 1], or a regression head's raw value, e.g. 0-5 for STS-B) or, for a language model, "
+    "the cosine of embeddings, in [-1, 1]."
+)
+
+SIMILARITY_HELP = (
+    "A matcher's score of the pair (P(match), or its regression head's raw value), or a "
+    "language model's embedding cosine."
+)
+
+
 class MatchPair(Strict):
     model: str | None = Field(None, description=MODEL_HELP)
     text_a: Text
     text_b: Text
-    threshold: float | None = Field(None, ge=-1, le=1, description="Decide match above this.")
+    threshold: float | None = Field(None, allow_inf_nan=False, description=THRESHOLD_HELP)
 
 
 class MatchQuery(Strict):
     model: str | None = Field(None, description=MODEL_HELP)
     query: Text
     candidates: list[Text] = Field(..., min_length=1, max_length=256)
-    threshold: float | None = Field(None, ge=-1, le=1, description="Decide match above this.")
+    threshold: float | None = Field(None, allow_inf_nan=False, description=THRESHOLD_HELP)
 
 
 MatchRequest = MatchPair | MatchQuery
@@ -191,12 +203,12 @@ MatchRequest = MatchPair | MatchQuery
 class MatchScore(BaseModel):
     index: int
     text: str
-    similarity: float
+    similarity: float = Field(..., description=SIMILARITY_HELP)
     match: bool | None = None
 
 
 class MatchResponse(BaseModel):
-    similarity: float | None = None
+    similarity: float | None = Field(None, description=SIMILARITY_HELP)
     match: bool | None = None
     ranking: list[MatchScore] | None = None
 

@@ -1,8 +1,8 @@
-"""Classify (by a classifier's head, or zero-shot by label scoring), match, summarize and
-embed as engine requests over token ids, and their answers from the requests' events. The
-HTTP layer encodes the texts (bounded, off the event loop), admits all of a task's requests
-at once (so the engine batches them; cancelling the caller aborts them all) and hands the
-events back here."""
+"""Classify (by a classifier's head, or zero-shot by label scoring), match (by a matcher's
+head, or embeddings), summarize and embed as engine requests over token ids, and their answers
+from the requests' events. The HTTP layer encodes the texts (bounded, off the event loop),
+admits all of a task's requests at once (so the engine batches them; cancelling the caller
+aborts them all) and hands the events back here."""
 
 from __future__ import annotations
 
@@ -101,6 +101,23 @@ def head_probabilities(
     return results
 
 
+def classifier_texts(texts: list[str]) -> list[str]:
+    """The texts a classifier's head reads: in the form it was trained on."""
+    return [prompts.task_text(text) for text in texts]
+
+
+def pair_texts(first: str, others: Sequence[str]) -> list[str]:
+    """The texts a matcher's head reads for `first` paired with each of `others`."""
+    return [prompts.pair_text(first, other) for other in others]
+
+
+def pair_scores(events: list[Event], labels: Sequence[str]) -> list[float]:
+    """Each pair's score from `head_requests`' events on a matcher: the raw value of a
+    regression head (its one output, `prompts.SCORE_LABEL`), else P(`prompts.MATCH_LABEL`)."""
+    index = 0 if list(labels) == [prompts.SCORE_LABEL] else list(labels).index(prompts.MATCH_LABEL)
+    return [(event.scores or [])[index] for event in events]
+
+
 def classify_texts(texts: list[str], labels: list[str], template: str) -> list[str]:
     """The texts `label_requests` needs encoded: each text's prompt, then each label."""
     contexts = [prompts.classify_prompt(text, template) for text in texts]
@@ -136,9 +153,8 @@ class Summary:
 
 def summary_texts(document: str) -> list[str]:
     """The texts `summary_request` needs encoded: the summarization training format
-    (`prompts.SUMMARY_TEMPLATE`) around `{document}`, split so only the document is cut."""
-    before, after = prompts.SUMMARY_TEMPLATE.split("{document}", 1)
-    return [before, document.strip(), after]
+    (`prompts.summary_pieces`), split so only the document is cut."""
+    return list(prompts.summary_pieces(document))
 
 
 def summary_request(

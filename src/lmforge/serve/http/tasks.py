@@ -1,5 +1,5 @@
 """Task routes: /v1/classify (a classifier's head, or zero-shot for a language model),
-/v1/match by embeddings, /v1/summarize."""
+/v1/match (a matcher's head, or embeddings for a language model), /v1/summarize."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from lmforge.serve.http.call import Call
 from lmforge.serve.http.deps import ClassifyCall, MatchCall, SummarizeCall
 from lmforge.serve.http.errors import INFERENCE_ERRORS, InvalidField, documented
 from lmforge.serve.http.tokens import Keep, char_bound, cut
+from lmforge.serve.models import MATCHER
 from lmforge.serve.tasks import (
+    classifier_texts,
     classify_texts,
     cosine,
     embedding_requests,
@@ -18,6 +20,8 @@ from lmforge.serve.tasks import (
     head_requests,
     label_probabilities,
     label_requests,
+    pair_scores,
+    pair_texts,
     summary_of,
     summary_request,
     summary_texts,
@@ -57,8 +61,8 @@ async def classify_by_head(
             f"this classifier has no label {', '.join(map(repr, unknown))}; its labels are "
             f"{', '.join(map(repr, known))}",
         )
-    # A text too long keeps its end, as in zero-shot scoring.
-    ids = await call.encode(texts, Keep.TAIL)
+    # A text too long keeps its end, as in zero-shot scoring and in training.
+    ids = await call.encode(classifier_texts(texts), Keep.TAIL)
     requests = call.admit(head_requests(call.engine, ids, call.timeout))
     return head_probabilities(await call.complete(requests), known, labels or known)
 
@@ -100,30 +104,48 @@ async def check_template(call: Call, template: str) -> None:
 
 @router.post("/v1/match", response_model=s.MatchResponse)
 async def match(body: s.MatchRequest, call: MatchCall) -> dict[str, object]:
-    """Cosine similarity of mean-pooled embeddings: a pair, or a query against candidates
-    (ranked); with `threshold`, a match decision too."""
-    if isinstance(body, s.MatchPair):
-        texts = [body.text_a, body.text_b]
+    """A pair's score, or a query's against each candidate (ranked, best first); with
+    `threshold`, a match decision too (score >= threshold). A matcher scores each pair with its
+    head, all pairs in one batch: P(match), or a regression head's raw value. A language model
+    scores the cosine similarity of mean-pooled embeddings."""
+    first, others = (
+        (body.text_a, [body.text_b])
+        if isinstance(body, s.MatchPair)
+        else (body.query, body.candidates)
+    )
+    if call.model.kind == MATCHER:
+        similarities = await match_by_head(call, first, others)
     else:
-        texts = [body.query, *body.candidates]
-    # Texts longer than the context are embedded by their beginning.
-    ids = [x[: call.engine.max_seq_len - 1] for x in await call.encode(texts)]
-    requests = call.admit(embedding_requests(call.engine, ids, call.timeout))
-    vectors, _ = unit_vectors(await call.complete(requests))
+        similarities = await match_by_embeddings(call, first, others)
 
     def decide(similarity: float) -> bool | None:
         return None if body.threshold is None else similarity >= body.threshold
 
     if isinstance(body, s.MatchPair):
-        similarity = cosine(vectors[0], vectors[1])
-        return {"similarity": similarity, "match": decide(similarity)}
-    similarities = [cosine(vectors[0], v) for v in vectors[1:]]
+        return {"similarity": similarities[0], "match": decide(similarities[0])}
     best_first = sorted(enumerate(similarities), key=lambda scored: -scored[1])
     ranking = [
         {"index": i, "text": body.candidates[i], "similarity": sim, "match": decide(sim)}
         for i, sim in best_first
     ]
     return {"ranking": ranking}
+
+
+async def match_by_head(call: Call, first: str, others: list[str]) -> list[float]:
+    """A matcher's score of `first` paired with each of `others`; a pair too long for the
+    context keeps its end, as in training."""
+    ids = await call.encode(pair_texts(first, others), Keep.TAIL)
+    requests = call.admit(head_requests(call.engine, ids, call.timeout))
+    return pair_scores(await call.complete(requests), call.engine.labels)
+
+
+async def match_by_embeddings(call: Call, first: str, others: list[str]) -> list[float]:
+    """The cosine of `first`'s embedding with each of `others`' (texts longer than the
+    context are embedded by their beginning)."""
+    ids = [x[: call.engine.max_seq_len - 1] for x in await call.encode([first, *others])]
+    requests = call.admit(embedding_requests(call.engine, ids, call.timeout))
+    vectors, _ = unit_vectors(await call.complete(requests))
+    return [cosine(vectors[0], v) for v in vectors[1:]]
 
 
 @router.post("/v1/summarize", response_model=s.SummarizeResponse)
