@@ -165,10 +165,11 @@ def check(
     """One metric against its allowed regression `limit` and the bounds of `rule`. A bound
     outranks a regression in the verdict: it holds whatever the baseline was."""
     rule = rule or Rule(better, limit)
-    bounds = {"min": rule.floor, "max": rule.ceiling, "suite": rule.suite}
     if candidate is None:
         verdict: Verdict = "missing" if rule.required or rule.bounded else "not compared"
-        return Check(metric, baseline, candidate, better, limit, None, None, verdict, **bounds)
+        return Check(
+            metric, baseline, candidate, better, limit, None, None, verdict, *_bounds(rule)
+        )
     change = regression = None
     verdict = "not compared"
     if baseline is not None and better is not None:
@@ -184,7 +185,13 @@ def check(
         verdict = "above max"
     elif verdict == "not compared" and rule.bounded:
         verdict = "ok"
-    return Check(metric, baseline, candidate, better, limit, change, regression, verdict, **bounds)
+    return Check(
+        metric, baseline, candidate, better, limit, change, regression, verdict, *_bounds(rule)
+    )
+
+
+def _bounds(rule: Rule) -> tuple[float | None, float | None, str]:
+    return rule.floor, rule.ceiling, rule.suite
 
 
 def compare(
@@ -247,7 +254,8 @@ def comparison_refusal(
         if c.verdict == "missing":
             command = measure(c) if measure else ""
             parts.append(
-                f"lacks {c.metric}, which the gate requires" + (f"; run: {command}" if command else "")
+                f"lacks {c.metric}, which the gate requires"
+                + (f"; run: {command}" if command else "")
             )
     return GateRefused(f"refused: {candidate} " + "; ".join(parts), hint=hint)
 

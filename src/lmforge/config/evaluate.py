@@ -40,7 +40,11 @@ class EvalConfig:
         "metric the suite's gate does not set.",
         ge=0,
     )
-    track: bool = option(True, "Log the results to the model's MLflow run when it has one.")
+    track: bool = option(
+        True,
+        "Record the results on the registry version (models:/...: its tags, read by the "
+        "promotion gate, and its MLflow run), or on a model dir's training run.",
+    )
     force: bool = option(False, "Replace an existing report dir.")
 
     def problems(self) -> list[str]:
