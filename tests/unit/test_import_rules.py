@@ -40,6 +40,7 @@ CORE = (
     "lmforge.fsutil",
     "lmforge.logs",
     "lmforge.progress",
+    "lmforge.threads",
 )
 HEAVY = ("torch", "transformers")
 TRACKING_AND_RESOLVER = (

@@ -32,6 +32,12 @@ class EvalConfig:
     )
     stride: int = option(0, "Perplexity: tokens between window starts (0 = half the window).", ge=0)
     batch_size: int = option(8, "Sequences per forward pass.", ge=1)
+    threads: int = option(
+        0,
+        "CPU threads for torch (0 = the CPUs this process may use, capped by its cgroup "
+        "quota; OMP_NUM_THREADS when set).",
+        ge=0,
+    )
     report: str = option("", "Directory for report.json, report.md and the plots.")
     baseline: str = option("", "A second model to compare against (e.g. models:/NAME@production).")
     max_regression: float = option(

@@ -30,6 +30,7 @@ from lmforge.evaluate.suite import PATH_OPTIONS, Suite, TaskSpec, check_names, l
 from lmforge.evaluate.summarization import run_summarization
 from lmforge.fsutil import atomic_dir, write_json_atomic
 from lmforge.progress import progress_bar
+from lmforge.threads import apply_threads
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,18 @@ def evaluate_model(
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    started = time.perf_counter()
     suite = build_suite(cfg)
     preflight(suite)
+    threads = apply_threads(cfg.threads)
     report = evaluate_model(cfg.model, suite, cfg.batch_size, cfg.unverified)
     report["suite"] = suite.source
     report["options"] = to_dict(cfg)
+    report["threads"] = threads
     if cfg.baseline:
         report["baseline"] = evaluate_model(cfg.baseline, suite, cfg.batch_size, cfg.unverified)
         report["comparison"] = compare(report, report["baseline"], suite, cfg.max_regression)
+    report["seconds"] = time.perf_counter() - started
     with atomic_dir(Path(cfg.report), force=cfg.force) as tmp:
         report["plots"] = plots(report, tmp)
         write_json_atomic(tmp / "report.json", report)
