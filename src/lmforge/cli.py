@@ -168,6 +168,9 @@ def eval_cmd(config: EvalConfig, as_json: bool) -> None:
       lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/p
       lmforge eval models/new --suite S.yaml --baseline models:/ptb@production --report R
     """
+    from lmforge.threads import openmp_environment
+
+    openmp_environment()  # before torch loads libgomp, which reads it once
     from lmforge.evaluate.eval import evaluate
     from lmforge.evaluate.report import markdown
     from lmforge.gate import document_refusal
