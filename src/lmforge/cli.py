@@ -94,7 +94,7 @@ def data_merge(config: MergeConfig) -> None:
 def data_inspect(config: InspectConfig, as_json: bool) -> None:
     """Summarize a dataset dir, check its files' sha256, and show decoded samples. The exit
     code is 1 when a file is missing or does not match its sha256."""
-    from lmforge.data.inspect import inspect
+    from lmforge.data.inspect import inspect, split_summary
     from lmforge.data.summary import print_summary
 
     manifest, checks, samples = inspect(config)
@@ -103,6 +103,7 @@ def data_inspect(config: InspectConfig, as_json: bool) -> None:
         "dataset": config.dataset,
         "ok": ok,
         "files": checks,
+        **split_summary(Path(config.dataset), manifest),
         "split": config.split,
         "samples": samples,
         "manifest": manifest,
@@ -167,6 +168,9 @@ def eval_cmd(config: EvalConfig, as_json: bool) -> None:
       lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/p
       lmforge eval models/new --suite S.yaml --baseline models:/ptb@production --report R
     """
+    from lmforge.threads import openmp_environment
+
+    openmp_environment()  # before torch loads libgomp, which reads it once
     from lmforge.evaluate.eval import evaluate
     from lmforge.evaluate.report import markdown
     from lmforge.gate import document_refusal
@@ -197,9 +201,10 @@ def registry_register(config: RegisterConfig, as_json: bool) -> None:
 @config_command(ListConfig, "name", json_output=True)
 def registry_list(config: ListConfig, as_json: bool) -> None:
     """Registered models and their versions, aliases and headline metrics."""
-    from lmforge.registry.info import list_versions
+    from lmforge.registry.info import list_versions, models_summary
 
-    emit({"versions": list_versions(config)}, as_json, render.versions)
+    versions = list_versions(config)
+    emit({"versions": versions, "models": models_summary(versions)}, as_json, render.versions)
 
 
 @registry.command("show")
@@ -212,12 +217,12 @@ def registry_show(config: ShowConfig, as_json: bool) -> None:
 
 
 @registry.command("diff")
-@config_command(DiffConfig, "name", "left", "right")
-def registry_diff(config: DiffConfig) -> None:
+@config_command(DiffConfig, "name", "left", "right", json_output=True)
+def registry_diff(config: DiffConfig, as_json: bool) -> None:
     """Config, metrics and data of two versions side by side (differences in bold)."""
     from lmforge.registry.info import diff_versions
 
-    render.diff(diff_versions(config))
+    emit(diff_versions(config), as_json, render.diff)
 
 
 @registry.command("promote")

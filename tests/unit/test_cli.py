@@ -159,6 +159,7 @@ JSON_VERBS = [
     ("registry", "register"),
     ("registry", "list"),
     ("registry", "show"),
+    ("registry", "diff"),
     ("registry", "promote"),
 ]
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from lmforge.errors import ConfigError, ExitCode, GateRefused
-from lmforge.gate import Gate, Rule, compare, load_gate, natural_direction, parse_rules, refusal
+from lmforge.gate import (
+    Gate,
+    Rule,
+    compare,
+    comparison_refusal,
+    load_gate,
+    natural_direction,
+    parse_rules,
+    refusal,
+)
 
 REGISTRY_GATE = Path(__file__).parents[2] / "src" / "lmforge" / "registry" / "gate.yaml"
 
@@ -86,3 +95,66 @@ def test_the_registry_gate_file_parses(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a 'metrics' mapping"):
         load_gate(bad)
     assert parse_rules({"x": {}}, "here") == {"x": Rule(None, 0.0)}
+
+
+def test_a_floor_refuses_whatever_the_baseline_and_a_ceiling_likewise() -> None:
+    gate = Gate({"sst2.accuracy": Rule(None, 0.01, floor=0.85), "ppl": Rule(None, 0.0, ceiling=9)})
+    below = compare(gate, {"sst2.accuracy": 0.80}, {"sst2.accuracy": 0.84, "ppl": 9.5})
+    verdicts = {c.metric: c.verdict for c in below.checks}
+    assert verdicts == {"sst2.accuracy": "below min", "ppl": "above max"}
+    assert not below.passed and below.regressed == []
+    floor = below.checks[0]
+    assert floor.reason() == "sst2.accuracy 0.84 is below the floor min: 0.85"
+    assert floor.to_json()["min"] == 0.85 and floor.to_json()["passed"] is False
+    # Above the floor but worse than the holder beyond the tolerance: a regression.
+    gate = Gate({"sst2.accuracy": Rule(None, 0.01, floor=0.85)})
+    regressed = compare(gate, {"sst2.accuracy": 0.90}, {"sst2.accuracy": 0.88})
+    assert regressed.regressed == ["sst2.accuracy"]
+    # Within the tolerance and above the floor; no holder value: the floor alone decides.
+    assert compare(gate, {"sst2.accuracy": 0.90}, {"sst2.accuracy": 0.895}).passed
+    [alone] = compare(gate, {}, {"sst2.accuracy": 0.86}).checks
+    assert (alone.verdict, alone.baseline, alone.change) == ("ok", None, None)
+
+
+def test_a_required_metric_the_candidate_lacks_refuses_with_the_command() -> None:
+    gate = Gate(
+        {"sst2.accuracy": Rule(None, 0.0, floor=0.5, suite="s.yaml"), "x.f1": Rule(None, 0)}
+    )
+    result = compare(gate, {"sst2.accuracy": 0.9, "x.f1": 0.5}, {"valid_loss": 1.0})
+    verdicts = {c.metric: c.verdict for c in result.checks}
+    # x.f1 has no bound and is not required: not compared, as before.
+    assert verdicts == {"sst2.accuracy": "missing", "x.f1": "not compared"}
+    error = comparison_refusal(
+        result, "v3", "@production (v2)", measure=lambda c: f"lmforge eval ... --suite {c.suite}"
+    )
+    assert error is not None and error.exit_code == ExitCode.GATE_REFUSED
+    assert str(error) == (
+        "refused: v3 lacks sst2.accuracy, which the gate requires; "
+        "run: lmforge eval ... --suite s.yaml"
+    )
+    # Required even when neither side has it.
+    assert [
+        c.verdict for c in compare(Gate({"a.f1": Rule(None, 0, required=True)}), {}, {}).checks
+    ] == ["missing"]
+
+
+def test_bounds_and_required_parse_with_every_problem_named(tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("metrics:\n  sst2.accuracy: {max_regression: 0.01, min: 0.85, suite: s.yaml}\n")
+    rule = load_gate(path).rules["sst2.accuracy"]
+    assert rule == Rule(None, 0.01, floor=0.85, suite=str(tmp_path / "s.yaml"))
+    assert load_gate(path).required() == ["sst2.accuracy"]
+    path.write_text(
+        "metrics:\n  a: {min: x}\n  b: {min: 2, max: 1}\n  c: {required: maybe}\n"
+        '  "*.f1": {min: 0.5}\n  d: {floor: 1}\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_gate(path)
+    for part in (
+        "a: min must be a number",
+        "b: min 2 is above max 1",
+        "c: required must be true or false",
+        "*.f1: only an exact metric name can be required",
+        "d: expected {better",
+    ):
+        assert part in str(caught.value)

@@ -7,7 +7,8 @@ table cannot silently fall behind the tree. The most specific row wins (`lmforge
 over `lmforge.serve`). Two departures from DESIGN.md, both named in the table: `train` and
 `evaluate` also reach `registry.store` and `registry.query` (MLflow tracking and its filter
 strings) and `registry.resolve` (`--init`, `--teacher` and `--model` accept `models:/`
-references).
+references); `evaluate` also reaches `registry.evals` (an evaluated version's results are
+recorded on it, where the promotion gate reads them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ CORE = (
     "lmforge.fsutil",
     "lmforge.logs",
     "lmforge.progress",
+    "lmforge.threads",
 )
 HEAVY = ("torch", "transformers")
 TRACKING_AND_RESOLVER = (
@@ -81,8 +83,10 @@ RULES: dict[str, Rule] = {
             "lmforge.evaluate",
             "lmforge.train.metrics",
             *TRACKING_AND_RESOLVER,
+            "lmforge.registry.evals",
         ),
-        "evaluate imports train only through its public metrics (summed_loss, perplexities)",
+        "evaluate imports train only through its public metrics (summed_loss, perplexities); "
+        "it records a version's results through registry.evals",
     ),
     "lmforge.registry": Rule((*CORE, "lmforge.registry"), "registry imports only the core"),
     "lmforge.serve": Rule(

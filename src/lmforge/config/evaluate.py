@@ -32,6 +32,12 @@ class EvalConfig:
     )
     stride: int = option(0, "Perplexity: tokens between window starts (0 = half the window).", ge=0)
     batch_size: int = option(8, "Sequences per forward pass.", ge=1)
+    threads: int = option(
+        0,
+        "CPU threads for torch (0 = the CPUs this process may use, capped by its cgroup "
+        "quota; OMP_NUM_THREADS when set).",
+        ge=0,
+    )
     report: str = option("", "Directory for report.json, report.md and the plots.")
     baseline: str = option("", "A second model to compare against (e.g. models:/NAME@production).")
     max_regression: float = option(
@@ -40,7 +46,11 @@ class EvalConfig:
         "metric the suite's gate does not set.",
         ge=0,
     )
-    track: bool = option(True, "Log the results to the model's MLflow run when it has one.")
+    track: bool = option(
+        True,
+        "Record the results on the registry version (models:/...: its tags, read by the "
+        "promotion gate, and its MLflow run), or on a model dir's training run.",
+    )
     force: bool = option(False, "Replace an existing report dir.")
 
     def problems(self) -> list[str]:

@@ -32,7 +32,7 @@ class EngineSettings:
     device: str = option("auto", "cpu, cuda or auto (CUDA when present).")
     dtype: str = option("float32", "Weights dtype.", choices=("float32", "bfloat16", "float16"))
     quantize: str = option("none", "int8: int8 linear layers on CPU.", choices=("none", "int8"))
-    threads: int = option(0, "Intra-op threads (0 = every core this process may use).", ge=0)
+    threads: int = option(0, "Intra-op threads (0 = the CPUs this process may use).", ge=0)
     kv_slots: int = option(32, "Sequences that can run at once (KV cache slots).", ge=1)
     max_batch_size: int = option(
         0, "Sequences running in one step (0 = as many as --kv-slots).", ge=0

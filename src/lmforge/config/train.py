@@ -77,7 +77,7 @@ class OptimOptions:
         "bf16 instructions; fp16 on CUDA (auto: bf16 on a CUDA device that supports it).",
         choices=("auto", "fp32", "bf16", "fp16"),
     )
-    threads: int = option(0, "CPU threads for torch (0 = torch's default for this machine).", ge=0)
+    threads: int = option(0, "CPU threads for torch (0 = the CPUs this process may use).", ge=0)
     track: bool = option(True, "Log the run to MLflow ($MLFLOW_TRACKING_URI or $LMFORGE_HOME).")
     experiment: str = option("lmforge", "MLflow experiment name.")
     run_name: str = option("", "MLflow run name (default: the output dir's name).")

@@ -27,6 +27,30 @@ def integrity(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
     return status
 
 
+def split_summary(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a dashboard wants, flat: per split its documents, tokens, words, file bytes
+    and sha256; the vocabulary and tokenizer; the token dtype."""
+    splits = {}
+    for name, split in manifest["splits"].items():
+        path = dataset_dir / split["file"]
+        splits[name] = {
+            "documents": split.get("documents"),
+            "tokens": split.get("tokens"),
+            "words": split.get("words"),
+            "file_bytes": path.stat().st_size if path.is_file() else None,
+            "sha256": split.get("sha256"),
+        }
+    tokenizer = manifest["tokenizer"]
+    return {
+        "splits": splits,
+        "vocab_size": tokenizer.get("vocab_size"),
+        "tokenizer": {k: tokenizer.get(k) for k in ("kind", "sha256", "end_of_text_id")},
+        "dtype": manifest.get("dtype"),
+        "total_tokens": sum(s["tokens"] or 0 for s in splits.values()),
+        "total_documents": sum(s["documents"] or 0 for s in splits.values()),
+    }
+
+
 def sample_documents(
     dataset_dir: Path, manifest: dict[str, Any], split: str, count: int
 ) -> list[str]:

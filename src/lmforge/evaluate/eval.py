@@ -1,13 +1,15 @@
 """`lmforge eval MODEL --suite SUITE.yaml --report DIR [--baseline MODEL]`: run a suite's tasks
 on a model (and on a baseline), write report.json (every number under tasks.<task>.<metric>,
-next to the data's sha256, the model's sha256 and the settings), report.md and the plots, and
-log the numbers to the model's MLflow run when it has one. With a baseline the report holds
-the comparison, and the exit code says whether the candidate passed the suite's gate."""
+next to the data's sha256, the model's sha256 and the settings), report.md and the plots. A
+registry version (`models:/NAME/N`, `models:/NAME@ALIAS` pinned to the version it resolved to)
+gets the numbers recorded on it, where `registry promote`'s gate reads them, and on its run
+(lmforge.registry.evals); a model dir's numbers go to its training run when it has one. With
+a baseline the report holds the comparison, and the exit code says whether the candidate
+passed the suite's gate."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ from lmforge.evaluate.suite import PATH_OPTIONS, Suite, TaskSpec, check_names, l
 from lmforge.evaluate.summarization import run_summarization
 from lmforge.fsutil import atomic_dir, write_json_atomic
 from lmforge.progress import progress_bar
+from lmforge.threads import apply_threads
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +91,13 @@ def run_task(
 def evaluate_model(
     ref: str, suite: Suite, batch_size: int, unverified: bool = False
 ) -> dict[str, Any]:
+    from lmforge.registry.resolve import resolve
+
     started = time.perf_counter()
-    lm = load_for_eval(ref, unverified)
+    # Resolved once, so a moving alias cannot make the numbers land on another version.
+    resolved = resolve(ref, hub=True)
+    lm = load_for_eval(ref if resolved.hub else resolved.location, unverified)
+    lm.ref = ref
     load_seconds = time.perf_counter() - started
     done: dict[str, TaskResult] = {}
     details: dict[str, Any] = {}
@@ -106,9 +114,16 @@ def evaluate_model(
             details[spec.name] = {"type": spec.type, "seconds": seconds, **result.details}
             log.info("%s: %s done in %.1f s", ref, spec.name, seconds)
             bar.advance(1)
+    version = None
+    run_id = lm.card.mlflow_run_id if lm.card else None
+    if resolved.version is not None:
+        from lmforge.registry.evals import version_run_id
+
+        version = {"name": resolved.name, "version": resolved.version}
+        run_id = version_run_id(resolved.name, resolved.version)
     return {
-        "model": {"ref": ref, "kind": lm.kind, "model_sha256": lm.sha256},
-        "mlflow_run_id": lm.card.mlflow_run_id if lm.card else None,
+        "model": {"ref": ref, "kind": lm.kind, "model_sha256": lm.sha256, "registry": version},
+        "mlflow_run_id": run_id,
         "load_seconds": load_seconds,
         "tasks": {name: result.metrics for name, result in done.items()},
         "details": details,
@@ -116,37 +131,53 @@ def evaluate_model(
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    started = time.perf_counter()
     suite = build_suite(cfg)
     preflight(suite)
+    threads = apply_threads(cfg.threads)
     report = evaluate_model(cfg.model, suite, cfg.batch_size, cfg.unverified)
     report["suite"] = suite.source
     report["options"] = to_dict(cfg)
+    report["threads"] = threads
     if cfg.baseline:
         report["baseline"] = evaluate_model(cfg.baseline, suite, cfg.batch_size, cfg.unverified)
         report["comparison"] = compare(report, report["baseline"], suite, cfg.max_regression)
+    report["seconds"] = time.perf_counter() - started
     with atomic_dir(Path(cfg.report), force=cfg.force) as tmp:
         report["plots"] = plots(report, tmp)
         write_json_atomic(tmp / "report.json", report)
         (tmp / "report.md").write_text(markdown(report), encoding="utf-8")
-    if cfg.track and report.get("mlflow_run_id"):
-        log_to_run(report["mlflow_run_id"], report, Path(cfg.report))
+    if cfg.track:
+        record(report, cfg)
+        if "baseline" in report:
+            record(report["baseline"], cfg)
     return report
 
 
-def log_to_run(run_id: str, report: dict[str, Any], directory: Path) -> None:
-    """Metrics `eval.<task>.<metric>` and the report dir as artifacts of the model's run. A
-    store that is gone or unreachable costs a warning, not the evaluation."""
-    from lmforge.registry.store import use_store_uri
+def rerun_args(cfg: EvalConfig) -> list[str]:
+    """The arguments that measure the same tasks again (stored with a version's record, so a
+    gate can name the command that fills in a missing metric)."""
+    args = ["--suite", str(Path(cfg.suite).resolve())] if cfg.suite else []
+    for path in cfg.perplexity:
+        args += ["--perplexity", str(Path(path).resolve())]
+    if cfg.perplexity and cfg.context_length:
+        args += ["--context-length", str(cfg.context_length)]
+    if cfg.perplexity and cfg.stride:
+        args += ["--stride", str(cfg.stride)]
+    return args
 
-    try:
-        import mlflow
 
-        use_store_uri()
-        client = mlflow.MlflowClient()
-        for task, metrics in report["tasks"].items():
-            for metric, value in metrics.items():
-                if math.isfinite(value):
-                    client.log_metric(run_id, f"eval.{task}.{metric}", value)
-        client.log_artifacts(run_id, str(directory), artifact_path=f"eval/{directory.name}")
-    except Exception as exc:  # mlflow raises many types for a missing run or store
-        log.warning("results not logged to MLflow run %s: %s", run_id, exc)
+def record(report: dict[str, Any], cfg: EvalConfig) -> None:
+    """On the registry version the model is (tags and its run), else on its training run."""
+    from lmforge.registry.evals import log_to_run, record_eval
+
+    version = report["model"].get("registry")
+    if version:
+        try:
+            record_eval(
+                version["name"], version["version"], report, Path(cfg.report), rerun_args(cfg)
+            )
+        except Exception as exc:  # mlflow raises many types for a missing store or version
+            log.warning("results not recorded on %s: %s", report["model"]["ref"], exc)
+    elif report.get("mlflow_run_id"):
+        log_to_run(report["mlflow_run_id"], report, Path(cfg.report))

@@ -31,6 +31,10 @@ def _number(value: float) -> str:
     return f"{value:,.4f}".rstrip("0").rstrip(".")
 
 
+def _optional(value: float | None) -> str:
+    return "-" if value is None else _number(value)
+
+
 def markdown(report: dict[str, Any]) -> str:
     model = report["model"]
     lines = [
@@ -66,10 +70,17 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for row in comparison["rows"]:
+            change = "-" if row["change"] is None else f"{row['change']:+.2%}"
+            allowed = f"{row['max_regression']:.0%}" + "".join(
+                f", {bound} {row[bound]:g}"
+                for bound in ("min", "max")
+                if row.get(bound) is not None
+            )
+            verdict = "pass" if row["passed"] else f"FAIL ({row['verdict']})"
             lines.append(
-                f"| {row['metric']} | {_number(row['candidate'])} | {_number(row['baseline'])} | "
-                f"{row['change']:+.2%} | {row['better']} | {row['max_regression']:.0%} | "
-                f"{'pass' if row['passed'] else 'FAIL'} |"
+                f"| {row['metric']} | {_optional(row['candidate'])} | "
+                f"{_optional(row['baseline'])} | {change} | {row['better'] or '-'} | {allowed} | "
+                f"{verdict} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -136,8 +147,10 @@ def plots(report: dict[str, Any], directory: Path) -> list[str]:
             ax.set_ylabel("exposure (bits)")
             ax.legend(fontsize=8)
             save(fig, f"exposure_{safe}.png")
-    if comparison := report.get("comparison"):
-        rows = comparison["rows"]
+    if (comparison := report.get("comparison")) and any(
+        r["change"] is not None for r in comparison["rows"]
+    ):
+        rows = [r for r in comparison["rows"] if r["change"] is not None]
         fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.5), dpi=110)
         # Plot "how much better" so that right is always good, whatever the direction.
         gains = [r["change"] if r["better"] == "higher" else -r["change"] for r in rows]

@@ -1,19 +1,33 @@
-"""`registry list / show / diff`: versions with their aliases, metrics, lineage and training
-config, as plain dicts (what `--json` prints and the tables show), side by side for diff."""
+"""`registry list / show / diff`: versions with their aliases, metrics (the card's and those
+`lmforge eval` recorded), eval records, file sha256s, lineage, tags and training config, as
+plain dicts (what `--json` prints and the tables show), side by side for diff."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from lmforge.config.registry import DiffConfig, ListConfig, ShowConfig
+from lmforge.registry.evals import EVAL_TAG, METRIC_TAG, eval_records
 from lmforge.registry.query import every_version
 from lmforge.registry.refs import ModelRef, parse_ref
-from lmforge.registry.register import stored_training_config
+from lmforge.registry.register import CONFIG_TAG, stored_training_config
 from lmforge.registry.store import client as store_client
 from lmforge.registry.versions import TAG, get_version, version_metrics
 
 log = logging.getLogger(__name__)
+FILES_TAG = f"{TAG}files_sha256"
+# Tags `describe` shows in their own structured fields rather than under `tags`.
+_STRUCTURED = (METRIC_TAG, EVAL_TAG, CONFIG_TAG, FILES_TAG)
+
+
+def _files(tags: dict[str, str]) -> dict[str, str]:
+    try:
+        files = json.loads(tags.get(FILES_TAG) or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return files if isinstance(files, dict) else {}
 
 
 def describe(version: Any) -> dict[str, Any]:
@@ -21,6 +35,7 @@ def describe(version: Any) -> dict[str, Any]:
     return {
         "name": version.name,
         "version": str(version.version),
+        "ref": f"models:/{version.name}/{version.version}",
         "aliases": sorted(version.aliases),
         "created": version.creation_timestamp,
         "run_id": version.run_id,
@@ -33,6 +48,9 @@ def describe(version: Any) -> dict[str, Any]:
         "forced_by": tags.get(f"{TAG}forced_by", ""),
         "force_reason": tags.get(f"{TAG}force_reason", ""),
         "metrics": version_metrics(version),
+        "evals": eval_records(version),
+        "files": _files(tags),
+        "tags": {k: v for k, v in sorted(tags.items()) if not k.startswith(_STRUCTURED)},
         "config": stored_training_config(tags),
     }
 
@@ -57,6 +75,18 @@ def list_versions(config: ListConfig) -> list[dict[str, Any]]:
         for v in store.search_model_versions(every_version(config.name))
     ]
     return sorted(versions, key=lambda d: (d["name"], int(d["version"])))
+
+
+def models_summary(versions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """NAME: {versions, latest, aliases: {alias: version}} over described versions."""
+    models: dict[str, dict[str, Any]] = {}
+    for v in versions:
+        entry = models.setdefault(v["name"], {"versions": 0, "latest": None, "aliases": {}})
+        entry["versions"] += 1
+        if entry["latest"] is None or int(v["version"]) > int(entry["latest"]):
+            entry["latest"] = v["version"]
+        entry["aliases"].update({alias: v["version"] for alias in v["aliases"]})
+    return models
 
 
 def show_version(config: ShowConfig) -> dict[str, Any]:

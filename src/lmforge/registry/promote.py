@@ -1,11 +1,14 @@
 """`registry promote`: move an alias to a candidate version through the promotion gate
-(lmforge.gate), comparing the candidate's recorded metrics with the current holder's. A
-regression is refused unless forced with a reason; who and why go into the version's tags."""
+(lmforge.gate), comparing the candidate's recorded metrics (its card's and those `lmforge
+eval` recorded on it, lmforge.registry.evals) with the current holder's and with the gate's
+floors. A failure is refused unless forced with a reason; who and why go into the version's
+tags. A metric the gate requires and the candidate lacks is refused with the `lmforge eval`
+command that measures it."""
 
 from __future__ import annotations
 
 import getpass
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from lmforge import gate
 from lmforge.config.registry import PromoteConfig
 from lmforge.errors import GateRefused, RegistryError
 from lmforge.registry.aliases import move_alias
+from lmforge.registry.evals import eval_command
 from lmforge.registry.refs import ModelRef
 from lmforge.registry.store import client as store_client
 from lmforge.registry.versions import TAG, get_version, version_metrics
@@ -31,16 +35,19 @@ class Promotion:
     moved: bool
     forced: bool
     comparison: gate.Comparison
+    # metric: the `lmforge eval` command that measures it, for each required one missing
+    commands: dict[str, str] = field(default_factory=dict)
 
     @property
     def refusal(self) -> GateRefused | None:
         if self.moved:
             return None
-        return gate.refusal(
-            self.comparison.regressed,
+        return gate.comparison_refusal(
+            self.comparison,
             f"v{self.version}",
             f"@{self.alias} (v{self.previous})",
             hint='pass --force --reason "..." to override; it is recorded',
+            measure=lambda check: self.commands.get(check.metric, ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -52,6 +59,7 @@ class Promotion:
             "moved": self.moved,
             "forced": self.forced,
             "gate": self.comparison.to_json(),
+            "missing": self.commands,
         }
 
 
@@ -79,8 +87,13 @@ def promote(config: PromoteConfig) -> Promotion:
         version_metrics(holder) if holder else {},
         version_metrics(candidate),
     )
+    commands = {
+        c.metric: eval_command(name, number, c.metric, c.suite, holder)
+        for c in comparison.failures
+        if c.verdict == "missing"
+    }
     if not comparison.passed and not config.force:
-        return Promotion(name, alias, number, previous, False, False, comparison)
+        return Promotion(name, alias, number, previous, False, False, comparison, commands)
     entry: dict[str, Any] = {"from": previous}
     forced = not comparison.passed
     if forced:
@@ -88,4 +101,4 @@ def promote(config: PromoteConfig) -> Promotion:
         client.set_model_version_tag(name, number, f"{TAG}forced_by", getpass.getuser())
         client.set_model_version_tag(name, number, f"{TAG}force_reason", config.reason)
     move_alias(client, name, alias, number, entry)
-    return Promotion(name, alias, number, previous, True, forced, comparison)
+    return Promotion(name, alias, number, previous, True, forced, comparison, commands)

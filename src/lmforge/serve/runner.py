@@ -4,7 +4,6 @@ forward for all of them, then samples, scores, pools or classifies per request."
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lmforge.serve.gpt2 import GPT2, Decode, Prefill, pick_device
 from lmforge.serve.kv_cache import SlotKVCache
 from lmforge.serve.request import Kind, Request
 from lmforge.serve.scheduler import Chunk
+from lmforge.threads import apply_threads
 
 
 @dataclass
@@ -38,20 +38,13 @@ class ChunkOutput:
     error: str | None = None
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 class Runner:
     """Owns the model, its KV cache and the per-request random generators."""
 
     def __init__(self, model_dir: Path, settings: EngineSettings | None = None) -> None:
         settings = settings or EngineSettings()
         device = pick_device(settings.device, settings.dtype, settings.quantize)
-        torch.set_num_threads(settings.threads or available_cores())
+        apply_threads(settings.threads)
         self.model = GPT2(
             Path(model_dir), device, settings.dtype, settings.quantize, settings.unverified
         )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from lmforge.config.train import OptimOptions
 from lmforge.errors import ConfigError
+from lmforge.threads import apply_threads
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -55,10 +56,7 @@ def training_arguments(
         precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp16" and device != "cuda":
         raise ConfigError("precision: fp16 needs CUDA; use fp32 or bf16 on CPU")
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)
     schedule = {"constant": "constant_with_warmup"}.get(cfg.lr_schedule, cfg.lr_schedule)
     greater = not best_metric.endswith("loss")
     return TrainingArguments(
