@@ -22,12 +22,10 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from lmforge.errors import DataError, LmforgeError
 from lmforge.records import read_records
 
-T = TypeVar("T")
 TASKS = ("sst2", "agnews", "mrpc", "stsb", "xsum")
 SENTIMENT = {"0": "negative", "1": "positive"}
 # A "sentence" is a row no other row contains; shorter rows are phrases (SST's parse nodes).
@@ -105,83 +103,147 @@ def _write_lm_text(path: Path, texts: Iterable[str]) -> None:
     path.write_text("\n".join(unique) + "\n", encoding="utf-8")
 
 
-def _limited(rows: list[T], limit: int) -> list[T]:
-    return rows[:limit] if limit else rows
-
-
-def prepare(task: str, root: Path, output: Path, *, seed: int, limit: int, holdout: int) -> dict:
-    """Write the task's files under `output`; return their row counts."""
-    output.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
+def _suite_tasks(task: str, labels: Sequence[str]) -> list[dict[str, object]]:
+    """The eval suite's tasks on the dev files (paths relative to the suite, beside them)."""
+    names = {label: label for label in labels}
+    pair = {"text_a": "text", "text_b": "text_b"}
     if task == "sst2":
-        sst = root / "sst2"
-        rows = [
-            (r["sentence"], r["label"])
-            for r in read_records(sst / "train.tsv", ("sentence", "label"))
+        return [
+            {"name": "sst2", "type": "classification", "data": "dev.tsv", "labels": names},
+            {
+                "name": "sst2-leaky",
+                "type": "classification",
+                "data": "dev_leaky.tsv",
+                "labels": dict(names),
+            },
         ]
-        leaky = read_records(sst / "dev_from_train.tsv", ("sentence", "label"))
-        split = honest_split(rows, holdout, seed, others=[r["sentence"] for r in leaky])
-        train = _limited(random.Random(seed).sample(split.train, len(split.train)), limit)
-        named = [(t, SENTIMENT[lab]) for t, lab in train]
-        counts["train"] = _write_tsv(output / "train.tsv", ("text", "label"), named)
-        dev = [(t, SENTIMENT[lab]) for t, lab in _limited(split.dev, limit)]
-        counts["dev"] = _write_tsv(output / "dev.tsv", ("text", "label"), dev)
-        leak = [(r["sentence"], SENTIMENT[r["label"]]) for r in _limited(leaky, limit)]
-        counts["dev_leaky"] = _write_tsv(output / "dev_leaky.tsv", ("text", "label"), leak)
-        _write_lm_text(
-            output / "lm.txt", full_sentences(t for t, _ in split.train) or [t for t, _ in train]
+    if task == "agnews":
+        return [{"name": "agnews", "type": "classification", "data": "dev.tsv", "labels": names}]
+    if task == "mrpc":
+        return [
+            {
+                "name": "mrpc",
+                "type": "matching",
+                "target": "label",
+                "data": "dev.tsv",
+                "fields": {**pair, "label": "label"},
+                "threshold_data": "train.tsv",
+                "threshold_limit": 1000,
+            }
+        ]
+    if task == "stsb":
+        return [
+            {
+                "name": "stsb",
+                "type": "matching",
+                "data": "dev.tsv",
+                "fields": {**pair, "score": "label"},
+            }
+        ]
+    return [{"name": "xsum", "type": "summarization", "data": "dev.jsonl", "max_new_tokens": 48}]
+
+
+def write_suite(task: str, output: Path, labels: Sequence[str] = ()) -> None:
+    import yaml
+
+    suite = {"tasks": _suite_tasks(task, sorted(labels))}
+    header = f"# The {task} pipeline's evaluation, written by lmforge.pipeline.taskdata.\n"
+    (output / "suite.yaml").write_text(
+        header + yaml.safe_dump(suite, sort_keys=False), encoding="utf-8"
+    )
+
+
+def _sst2(root: Path, out: Path, seed: int, limit: int, holdout: int) -> dict[str, int]:
+    rows = read_records(root / "sst2" / "train.tsv", ("sentence", "label"), limit=limit)
+    leaky = read_records(root / "sst2" / "dev_from_train.tsv", ("sentence", "label"), limit=limit)
+    split = honest_split(
+        [(r["sentence"], r["label"]) for r in rows],
+        holdout,
+        seed,
+        others=[r["sentence"] for r in leaky],
+    )
+    train = random.Random(seed).sample(split.train, len(split.train))
+    named = [(text, SENTIMENT[label]) for text, label in train]
+    dev = [(text, SENTIMENT[label]) for text, label in split.dev]
+    leak = [(r["sentence"], SENTIMENT[r["label"]]) for r in leaky]
+    # Pre-training text: the train side's whole sentences (its phrases add nothing new).
+    _write_lm_text(out / "lm.txt", full_sentences(t for t, _ in train) or [t for t, _ in train])
+    write_suite("sst2", out, SENTIMENT.values())
+    return {
+        "train": _write_tsv(out / "train.tsv", ("text", "label"), named),
+        "dev": _write_tsv(out / "dev.tsv", ("text", "label"), dev),
+        "dev_leaky": _write_tsv(out / "dev_leaky.tsv", ("text", "label"), leak),
+    }
+
+
+def _agnews(root: Path, out: Path, limit: int) -> dict[str, int]:
+    # train_subset_10k.tsv: description, class name; test.csv: class number, title,
+    # description. Both become description + class name.
+    classes = (root / "agnews" / "classes.txt").read_text(encoding="utf-8").split()
+    train_file, test_file = root / "agnews" / "train_subset_10k.tsv", root / "agnews" / "test.csv"
+    train_rows = read_records(train_file, ("0", "1"), header=False, limit=limit)
+    test_rows = read_records(test_file, ("0", "2"), header=False, limit=limit)
+    train = [(r["0"], r["1"]) for r in train_rows]
+    dev = [(r["2"], classes[int(r["0"]) - 1]) for r in test_rows]
+    _write_lm_text(out / "lm.txt", (t for t, _ in train))
+    write_suite("agnews", out, classes)
+    return {
+        "train": _write_tsv(out / "train.tsv", ("text", "label"), train),
+        "dev": _write_tsv(out / "dev.tsv", ("text", "label"), dev),
+    }
+
+
+PAIR_FILES = {
+    # task: (train file, dev file, text_a column, text_b column, label/score column, header)
+    "mrpc": ("train.tsv", "dev.tsv", "#1 String", "#2 String", "Quality", True),
+    "stsb": ("sts-train.csv", "sts-dev.csv", "5", "6", "4", False),  # tab-separated .csv
+}
+
+
+def _pairs(task: str, root: Path, out: Path, limit: int) -> dict[str, int]:
+    train_file, dev_file, a, b, target, header = PAIR_FILES[task]
+    counts, texts = {}, []
+    for name, file in (("train", train_file), ("dev", dev_file)):
+        records = read_records(
+            root / task / file, (a, b, target), fmt="tsv", header=header, limit=limit
         )
-    elif task == "agnews":
-        ag = root / "agnews"
-        classes = ag.joinpath("classes.txt").read_text(encoding="utf-8").split()
-        train_rows = read_records(ag / "train_subset_10k.tsv", ("0", "1"), header=False)
-        test_rows = read_records(ag / "test.csv", ("0", "2"), header=False)
-        train = [(r["0"], r["1"]) for r in _limited(train_rows, limit)]
-        dev = [(r["2"], classes[int(r["0"]) - 1]) for r in _limited(test_rows, limit)]
-        counts["train"] = _write_tsv(output / "train.tsv", ("text", "label"), train)
-        counts["dev"] = _write_tsv(output / "dev.tsv", ("text", "label"), dev)
-        _write_lm_text(output / "lm.txt", (t for t, _ in train))
-    elif task in ("mrpc", "stsb"):
-        if task == "mrpc":
-            files, fields, fmt, header = (
-                ("train.tsv", "dev.tsv"),
-                ("#1 String", "#2 String", "Quality"),
-                "tsv",
-                True,
-            )
-        else:
-            files, fields, fmt, header = (
-                ("sts-train.csv", "sts-dev.csv"),
-                ("5", "6", "4"),
-                "tsv",
-                False,
-            )
-        texts: list[str] = []
-        for name, file in zip(("train", "dev"), files, strict=True):
-            records = _limited(
-                read_records(root / task / file, fields, fmt=fmt, header=header), limit
-            )
-            pairs = [tuple(r[f] for f in fields) for r in records]
-            counts[name] = _write_tsv(output / f"{name}.tsv", ("text", "text_b", "label"), pairs)
-            if name == "train":
-                texts += [p[0] for p in pairs] + [p[1] for p in pairs]
-        _write_lm_text(output / "lm.txt", texts)
-    elif task == "xsum":
-        records = read_records(root / "xsum" / "xsum_700.jsonl", ("document", "summary"))
-        shuffled = random.Random(seed).sample(records, len(records))
-        cut = len(shuffled) - max(1, len(shuffled) // 7)  # 600 / 100 of xsum_700
-        for name, part in (("train", shuffled[:cut]), ("dev", shuffled[cut:])):
-            part = _limited(part, limit)
-            with open(output / f"{name}.jsonl", "w", encoding="utf-8") as handle:
-                for r in part:
-                    handle.write(
-                        json.dumps({"document": r["document"], "summary": r["summary"]}) + "\n"
-                    )
-            counts[name] = len(part)
-        _write_lm_text(output / "lm.txt", (r["document"] for r in shuffled[:cut]))
-    else:
-        raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
+        pairs = [(r[a], r[b], r[target]) for r in records]
+        counts[name] = _write_tsv(out / f"{name}.tsv", ("text", "text_b", "label"), pairs)
+        if name == "train":
+            texts = [p[0] for p in pairs] + [p[1] for p in pairs]
+    _write_lm_text(out / "lm.txt", texts)
+    write_suite(task, out)
     return counts
+
+
+def _xsum(root: Path, out: Path, seed: int, limit: int) -> dict[str, int]:
+    records = read_records(root / "xsum" / "xsum_700.jsonl", ("document", "summary"), limit=limit)
+    shuffled = random.Random(seed).sample(records, len(records))
+    cut = len(shuffled) - max(1, len(shuffled) // 7)  # 600 train, 100 dev of xsum_700
+    counts = {}
+    for name, part in (("train", shuffled[:cut]), ("dev", shuffled[cut:])):
+        lines = [json.dumps({"document": r["document"], "summary": r["summary"]}) for r in part]
+        (out / f"{name}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        counts[name] = len(part)
+    _write_lm_text(out / "lm.txt", (r["document"] for r in shuffled[:cut]))
+    write_suite("xsum", out)
+    return counts
+
+
+def prepare(
+    task: str, root: Path, out: Path, *, seed: int = 1234, limit: int = 0, holdout: int = 1000
+) -> dict[str, int]:
+    """Write the task's files and its eval suite under `out`; return their row counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    if task == "sst2":
+        return _sst2(root, out, seed, limit, holdout)
+    if task == "agnews":
+        return _agnews(root, out, limit)
+    if task in PAIR_FILES:
+        return _pairs(task, root, out, limit)
+    if task == "xsum":
+        return _xsum(root, out, seed, limit)
+    raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,7 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="folder for the task's files")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument(
-        "--limit", type=int, default=0, help="rows per file (0 = all): for tiny test runs"
+        "--limit",
+        type=int,
+        default=0,
+        help="read the first N rows of each source file (0 = all): for tiny test runs",
     )
     parser.add_argument(
         "--holdout", type=int, default=1000, help="SST-2: whole sentences held out as dev"
