@@ -79,7 +79,10 @@ def honest_split(
     labelled = {normalise(text): label for text, label in rows}
     sentences = [s for s in full_sentences([*labelled, *others]) if s in labelled]
     if holdout >= len(sentences):
-        raise DataError(f"--holdout {holdout}: the data has only {len(sentences)} sentences")
+        raise DataError(
+            f"--holdout {holdout}: the data has only {len(sentences)} whole sentences",
+            hint="hold out fewer: train needs some of them",
+        )
     held = sorted(random.Random(seed).sample(sentences, holdout))
     index = _phrase_index(held)
     train = [(text, label) for text, label in labelled.items() if f" {text} " not in index]
@@ -168,7 +171,7 @@ def _sst2(root: Path, out: Path, seed: int, limit: int, holdout: int) -> dict[st
     leak = [(r["sentence"], SENTIMENT[r["label"]]) for r in leaky]
     # Pre-training text: the train side's whole sentences (its phrases add nothing new).
     _write_lm_text(out / "lm.txt", full_sentences(t for t, _ in train) or [t for t, _ in train])
-    write_suite("sst2", out, SENTIMENT.values())
+    write_suite("sst2", out, list(SENTIMENT.values()))
     return {
         "train": _write_tsv(out / "train.tsv", ("text", "label"), named),
         "dev": _write_tsv(out / "dev.tsv", ("text", "label"), dev),
