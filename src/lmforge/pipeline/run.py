@@ -132,7 +132,13 @@ def run_pipeline(
     """Run the steps in order; stop at the first failure (a `may_fail` step only records it).
     Captured values (fields of a step's JSON output) become variables of the later steps and
     are kept beside the markers, so a re-run that skips the step still has them."""
-    values = dict(pipeline.variables)
+    # A variable may name others ("{pipeline_dir}/gates/x.yaml"): one pass fills them in.
+    values = {
+        name: _expand(value, pipeline.variables, f"vars.{name}")
+        if isinstance(value, str)
+        else value
+        for name, value in pipeline.variables.items()
+    }
     home = Path(_expand(str(values.get("home", ".lmforge/pipelines/" + pipeline.name)), values, ""))
     values["home"] = str(home)
     if fresh and home.exists():
