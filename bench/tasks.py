@@ -11,7 +11,10 @@ the pipeline (`lmforge pipeline run configs/tasks/NAME.yaml --no-serve`), its mo
 Baselines measured on the shared 2-core machine (loaded by 7 jobs), on the pipelines' files:
 SST-2 TF-IDF 1-2-grams + LR 0.836 on the 1,000 held-out whole sentences and 0.909 on the leaky
 dev_from_train; AG News 0.874; MRPC TF-IDF cosine F1 0.812; STS-B TF-IDF cosine Spearman
-0.689; XSum Lead-1 ROUGE-L 10.8 on the 100 dev documents.
+0.689; XSum Lead-1 ROUGE-L 10.8 on the 100 dev documents. The pipelines were run only at a tiny size
+there (`--limit 60 --holdout 5 --set model_size=tiny ...`; eval and route agreed), and SST-2
+fine-tuning trials of 4.5 minutes (configs/tasks/sst2.yaml's comments); a full run is five
+pipelines of ~20 minutes of pre-training and 25 of fine-tuning each.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ TINY = {
     "limit": "60",  # the first 60 rows of each source file
     "holdout": "5",
     "model_size": "tiny",
+    "n_layer": "0",  # 0: the preset's
+    "n_embd": "0",
+    "n_head": "0",
     "vocab_size": "512",
     "pretrain_text": "",  # the task's own sentences only
     "lm_steps": "4",
