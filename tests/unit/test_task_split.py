@@ -96,3 +96,39 @@ def test_a_step_module_outside_lmforge_is_refused(tmp_path: Path) -> None:
     pipeline.write_text("steps:\n  - {name: x, module: os, run: rm -rf /}\n")
     with pytest.raises(ConfigError, match="module 'os' is not lmforge or under it"):
         load_pipeline(pipeline)
+
+
+TASK_CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "tasks").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TASK_CONFIGS, ids=lambda p: p.stem)
+def test_task_pipeline_steps_are_commands_their_clis_accept(path: Path) -> None:
+    """Every step of a task pipeline parses: lmforge's steps by click (as for configs/*.yaml in
+    test_config.py), the data step by the module's own argument parser; its gate file exists."""
+    import shlex
+
+    import click
+
+    from lmforge.cli import cli
+    from lmforge.config.train import TrainConfig
+    from lmforge.pipeline import taskdata
+    from lmforge.pipeline.run import _expand
+
+    pipeline = load_pipeline(path)
+    values = {k: _expand(str(v), pipeline.variables, k) for k, v in pipeline.variables.items()}
+    values["version"] = "1"
+    assert Path(values["gate"]).is_file()
+    if "--task matching" in " ".join(s.run for s in pipeline.steps):
+        choices = TrainConfig.__dataclass_fields__["task"].metadata.get("choices", ())
+        if "matching" not in str(choices):
+            pytest.skip("train --task matching comes with the matching branch")
+    for step in pipeline.steps:
+        args = shlex.split(step.run.format(**values))
+        if step.module != "lmforge":
+            assert step.module == "lmforge.pipeline.taskdata"
+            assert taskdata.argument_parser().parse_args(args).task == path.stem
+            continue
+        command: click.Command = cli
+        while isinstance(command, click.Group):
+            command = command.commands[args.pop(0)]
+        command.make_context(step.name, args)

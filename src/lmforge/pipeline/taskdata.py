@@ -249,7 +249,7 @@ def prepare(
     raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lmforge.pipeline.taskdata", description=__doc__.split("\n\n")[0]
     )
@@ -268,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--holdout", type=int, default=1000, help="SST-2: whole sentences held out as dev"
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argument_parser()
     args = parser.parse_args(argv)
     try:
         counts = prepare(
