@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve bench-hostile clean
+.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve bench-hostile bench-tasks clean
 
 # torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
 # another package pull torch in) downloads a multi-GB CUDA build.
@@ -60,6 +60,12 @@ bench-serve: install
 # normal requests run: the answer, the normal p99 against its baseline, requests lost.
 bench-hostile: install
 	$(BIN)/python bench/hostile.py
+
+# The five task pipelines (configs/tasks/) against scikit-learn baselines on the same files,
+# scored by eval and through the HTTP routes: one table (and bench/out/tasks/tasks.json).
+bench-tasks: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/tasks.py --json bench/out/tasks/tasks.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -4,7 +4,9 @@ is skipped; `--fresh` redoes everything. The quickstart is one such file.
 
 A step's `capture` names fields of the JSON document its command prints with `--json`
 (`{version: version}`, or a dotted path such as `gate.passed`); a step that exits with the
-gate's refusal code is `refused`, any other non-zero exit `failed`."""
+gate's refusal code is `refused`, any other non-zero exit `failed`. A step runs `python -m
+lmforge` unless its `module` names another of lmforge's runnable modules (the task
+pipelines' data step: `module: lmforge.pipeline.taskdata`)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class Step:
     may_fail: bool = False
     serve: bool = False
     banner: str = ""  # printed (with the variables filled in) before the step runs
+    module: str = "lmforge"  # what `python -m` runs: lmforge, or a module under it
 
 
 @dataclass
@@ -75,6 +78,10 @@ def load_pipeline(path: Path | str, overrides: dict[str, Any] | None = None) -> 
             problems.append(f"steps[{i}]: {exc}")
     if not steps:
         problems.append("steps: give at least one step")
+    for step in steps:
+        # Pipelines run lmforge's own code only, never an arbitrary module of the environment.
+        if step.module != "lmforge" and not step.module.startswith("lmforge."):
+            problems.append(f"step {step.name}: module {step.module!r} is not lmforge or under it")
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         problems.append(f"steps: names must be unique, got {names}")
@@ -125,7 +132,13 @@ def run_pipeline(
     """Run the steps in order; stop at the first failure (a `may_fail` step only records it).
     Captured values (fields of a step's JSON output) become variables of the later steps and
     are kept beside the markers, so a re-run that skips the step still has them."""
-    values = dict(pipeline.variables)
+    # A variable may name others ("{pipeline_dir}/gates/x.yaml"): one pass fills them in.
+    values = {
+        name: _expand(value, pipeline.variables, f"vars.{name}")
+        if isinstance(value, str)
+        else value
+        for name, value in pipeline.variables.items()
+    }
     home = Path(_expand(str(values.get("home", ".lmforge/pipelines/" + pipeline.name)), values, ""))
     values["home"] = str(home)
     if fresh and home.exists():
@@ -147,10 +160,10 @@ def run_pipeline(
         command = [
             sys.executable,
             "-m",
-            "lmforge",
+            step.module,
             *shlex.split(_expand(step.run, values, step.name)),
         ]
-        echo(f"{title}: lmforge {shlex.join(command[3:])}")
+        echo(f"{title}: {step.module} {shlex.join(command[3:])}")
         started = time.monotonic()
         if step.serve:
             pipeline.outcomes.append(Outcome(step.name, "serving"))
