@@ -52,20 +52,22 @@ def write_flavor(model_dir: Path, into: Path) -> str:
     """Write MLflow's transformers-flavour files for the verified `model_dir` into the empty
     dir `into` (all but the weights, which stay `model_dir`'s); returns the pipeline task."""
     import mlflow.transformers
+    import transformers
     from mlflow.models import Model
-    from transformers import pipeline
 
     from lmforge.hf import load_pretrained
 
     # An absolute path as the model's name: MLflow looks a model card and a license up on the
     # Hugging Face hub by that name, and a path is no valid repo id, so nothing leaves the host.
+    make_pipeline: Any = transformers.pipeline
     model, tokenizer, _ = load_pretrained(str(model_dir.resolve()), "auto")
     classifier = type(model).__name__.endswith("ForSequenceClassification")
     task = CLASSIFICATION if classifier else GENERATION
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "mlflow-model"
         mlflow.transformers.save_model(
-            pipeline(task, model=model, tokenizer=tokenizer),
+            # The task is one of two literals; transformers' overloads want it spelled out.
+            make_pipeline(task, model=model, tokenizer=tokenizer),
             str(saved),
             task=task,
             signature=signature(task),
