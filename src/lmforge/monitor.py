@@ -1,6 +1,6 @@
 """`lmforge monitor`: poll a server's /ping (and optionally time a tiny generate against an
 SLO, and with `--drift` compare its prompt NLL histogram with the eval reference), one JSON line
-per poll on stdout; exit 1 once enough consecutive polls failed, 3 once the input drifted."""
+per poll on stdout; exit 1 once enough consecutive polls failed or the input drifted."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from lmforge.errors import ConfigError, RegistryError
 if TYPE_CHECKING:
     import httpx
 
-HEALTHY, ALARM, DRIFTED = 0, 1, 3
+HEALTHY, ALARM = 0, 1
 
 
 def poll(client: httpx.Client, config: MonitorConfig, key: str) -> dict[str, Any]:
@@ -79,10 +79,8 @@ def monitor(config: MonitorConfig) -> int:
                 record["alarm"] = True
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
-            if failures >= config.failures:
+            if failures >= config.failures or drifted:
                 return ALARM
-            if drifted:
-                return DRIFTED
             if config.count and polls >= config.count:
                 return HEALTHY
             time.sleep(config.interval)

@@ -151,7 +151,7 @@ class MonitorConfig:
     drift: bool = option(
         False,
         "Also compare the server's prompt NLL histogram (lmforge_prompt_nll on /metrics) with "
-        "the eval reference: alarm (exit code 3) when their population stability index is "
+        "the eval reference: alarm (exit code 1) when their population stability index is "
         "above --drift-threshold.",
     )
     reference: str = option(
