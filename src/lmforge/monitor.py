@@ -94,8 +94,9 @@ class DriftWatch:
         self.config = config
         self.client = client
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.where = config.reference or self._served_version()
-        self.name, self.reference = read_reference(self.where)
+        self.where = config.reference
+        self.name = ""
+        self.reference: NllHistogram | None = None  # read at the first healthy poll
         self.history: deque[NllHistogram] = deque(maxlen=config.drift_window + 1)
 
     def _served_version(self) -> str:
@@ -110,16 +111,28 @@ class DriftWatch:
         return f"models:/{served['id']}/{served['version']}"
 
     def check(self) -> dict[str, Any]:
-        live = self.live()
+        """This poll's verdict; a server whose /metrics or /v1/models cannot be read gives
+        none (the poll itself says whether the server is healthy)."""
+        import httpx
+
+        try:
+            if self.reference is None:
+                self.where = self.where or self._served_version()
+                self.name, self.reference = read_reference(self.where)
+            return self._compare(self.reference, self.live())
+        except (httpx.HTTPError, ValueError) as exc:
+            return {"drifted": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    def _compare(self, reference: NllHistogram, live: NllHistogram) -> dict[str, Any]:
         if self.config.drift_window:
             self.history.append(live)
             live = live.minus(self.history[0])
         out: dict[str, Any] = {
             "reference": self.where,
             "tokens": live.tokens,
-            "reference_tokens": self.reference.tokens,
+            "reference_tokens": reference.tokens,
             "live_mean_nll": live.mean_nll,
-            "reference_mean_nll": self.reference.mean_nll,
+            "reference_mean_nll": reference.mean_nll,
             "threshold": self.config.drift_threshold,
             "psi": None,
             "drifted": False,
@@ -130,7 +143,7 @@ class DriftWatch:
                 f"{self.config.drift_min_tokens}: no verdict yet (is --drift-sample 0?)"
             )
             return out
-        out["psi"] = round(psi(self.reference.counts, live.counts), 4)
+        out["psi"] = round(psi(reference.counts, live.counts), 4)
         out["drifted"] = out["psi"] > self.config.drift_threshold
         return out
 
