@@ -311,13 +311,15 @@ def bench_cmd(config: BenchConfig) -> None:
 @cli.command("monitor")
 @config_command(MonitorConfig, "url")
 def monitor_cmd(config: MonitorConfig) -> None:
-    """Poll URL/ping (and optionally time a tiny generate against an SLO); one JSON line per
-    poll. Exit code 1 once --failures consecutive polls failed, 0 when --count polls ended
-    healthy.
+    """Poll URL/ping (and optionally time a tiny generate against an SLO, and with --drift
+    compare the server's prompt NLL histogram with the eval reference); one JSON line per
+    poll. Exit code 1 once --failures consecutive polls failed or the input drifted (PSI
+    above --drift-threshold; the JSON line's "drift" says), 0 when --count polls ended healthy.
 
     \b
-    Example:
+    Examples:
       lmforge monitor http://127.0.0.1:8000 --interval 10 --failures 3 --probe-slo 2
+      lmforge monitor http://127.0.0.1:8000 --drift --interval 300
     """
     from lmforge.monitor import monitor
 

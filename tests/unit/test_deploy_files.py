@@ -147,22 +147,28 @@ def test_prometheus_rules_match_the_alert_file() -> None:
     alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
     rule = yaml.safe_load((K8S / "base" / "prometheus-rules.yaml").read_text())
     assert rule["spec"] == alerts
-    names = {r["alert"] for g in alerts["groups"] for r in g["rules"]}
+    names = {r["alert"] for g in alerts["groups"] for r in g["rules"] if "alert" in r}
     assert names == {
         "LmforgeHighErrorRate",
         "LmforgeQueueGrowing",
         "LmforgeSlowFirstToken",
         "LmforgeNoReadyReplicas",
+        "LmforgeInputDrift",
     }
+    records = {r["record"] for g in alerts["groups"] for r in g["rules"] if "record" in r}
+    assert records == {"lmforge:prompt_nll_mean:1h"}
 
 
 def test_the_dashboard_and_alerts_use_only_metrics_the_server_exports() -> None:
     import json
     import re
 
+    from lmforge.serve.drift import drift_for
     from lmforge.serve.metrics import Metrics
 
-    families = {metric.name for metric in Metrics().registry.collect()}
+    metrics = Metrics()
+    drift_for(metrics)  # the drift metrics join the registry with the first sampled prompt
+    families = {metric.name for metric in metrics.registry.collect()}
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "lmforge.json").read_text())
     text = json.dumps(dashboard) + (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
     used = set(re.findall(r"\blmforge_[a-z_]+", text))

@@ -36,6 +36,7 @@ CORE = (
     "lmforge.records",
     "lmforge.apikeys",
     "lmforge.render",
+    "lmforge.drift",  # the NLL histogram and PSI that serve, eval and monitor share
     # small helpers with no knowledge of any verb
     "lmforge.fsutil",
     "lmforge.logs",
@@ -126,7 +127,11 @@ RULES: dict[str, Rule] = {
     "lmforge.bench": Rule(
         (*CORE, "lmforge.bench"), "the load generator is an HTTP client only", never=("torch",)
     ),
-    "lmforge.monitor": Rule(CORE, "the monitor is an HTTP client only", never=("torch",)),
+    "lmforge.monitor": Rule(
+        (*CORE, "lmforge.registry.store", "lmforge.registry.refs", "lmforge.registry.versions"),
+        "the monitor is an HTTP client, and reads a version's drift reference from the registry",
+        never=("torch",),
+    ),
     "lmforge.pipeline": Rule(
         (*CORE, "lmforge.pipeline"), "pipelines run verbs as processes, not their code"
     ),

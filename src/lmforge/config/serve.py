@@ -91,6 +91,13 @@ class ServeConfig(EngineSettings):
         "Name of a single served model in /v1/models (default: the registry name or dir; "
         "with several models, use NAME=REF).",
     )
+    drift_sample: float = option(
+        0.02,
+        "Fraction of prompts scored in the background, after their answer, for the input-drift "
+        "histogram lmforge_prompt_nll (0 = off; see lmforge monitor --drift).",
+        ge=0,
+        le=1,
+    )
     access_log: bool = option(True, "One JSON access-log line per request.")
     docs: bool = option(True, "Serve the API browser at /docs (Swagger UI from a local copy).")
     # The transport: what a client that connects directly may hold.
@@ -211,8 +218,37 @@ class MonitorConfig:
     )
     api_key: str = option("", "API key for the latency probe (also: LMFORGE_API_KEY).")
     count: int = option(0, "Stop after this many polls (0 = run until the alarm or Ctrl-C).", ge=0)
+    drift: bool = option(
+        False,
+        "Also compare the server's prompt NLL histogram (lmforge_prompt_nll on /metrics) with "
+        "the eval reference: alarm (exit code 1) when their population stability index is "
+        "above --drift-threshold.",
+    )
+    reference: str = option(
+        "",
+        "The drift reference: a registry version (models:/NAME@ALIAS, models:/NAME/VERSION) "
+        "whose eval stored one, or an eval report dir or its drift.json (default: the registry "
+        "version the server says it serves).",
+    )
+    drift_threshold: float = option(
+        0.25,
+        "PSI above which the input distribution has moved (0.1-0.25 is the usual 'moderate "
+        "shift' band, above 0.25 'significant').",
+        gt=0,
+    )
+    drift_min_tokens: int = option(
+        200, "Scored prompt tokens the server must have before drift is judged.", ge=1
+    )
+    drift_window: int = option(
+        0,
+        "Judge only what was scored during the last this many polls (0 = all since the "
+        "server started).",
+        ge=0,
+    )
 
     def problems(self) -> list[str]:
         if not self.url.startswith(("http://", "https://")):
             return [f"url: {self.url!r} is not an http(s) URL"]
+        if self.reference and not self.drift:
+            return ["reference: --reference is used only with --drift"]
         return []

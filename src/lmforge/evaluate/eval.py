@@ -19,6 +19,7 @@ from lmforge.config import to_dict
 from lmforge.config.evaluate import EvalConfig, PerplexityTask
 from lmforge.errors import DataError, LmforgeError
 from lmforge.evaluate.classification import run_classification
+from lmforge.evaluate.drift import drift_reference
 from lmforge.evaluate.leakage import run_canary_exposure, run_extraction
 from lmforge.evaluate.matching import run_matching
 from lmforge.evaluate.perplexity import run_perplexity
@@ -145,6 +146,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     report["seconds"] = time.perf_counter() - started
     with atomic_dir(Path(cfg.report), force=cfg.force) as tmp:
         report["plots"] = plots(report, tmp)
+        report["drift_reference"] = drift_reference(cfg, suite, tmp)
         write_json_atomic(tmp / "report.json", report)
         (tmp / "report.md").write_text(markdown(report), encoding="utf-8")
     if cfg.track:

@@ -17,6 +17,8 @@ from lmforge.registry.store import client as store_client
 from lmforge.registry.store import lmforge_home
 from lmforge.registry.versions import get_version, version_files
 
+MLFLOW_DOWNLOAD_NOTE = "registered_model_meta"
+
 
 def check_files(
     directory: Path, expected: dict[str, str], what: str, hint: str | None = None
@@ -54,6 +56,9 @@ def pull(ref_text: str) -> tuple[Path, Any]:
             )
         except Exception as exc:  # the artifact store's own error types vary by backend
             raise RegistryError(f"cannot download {what} from {version.source}: {exc}") from exc
+        # MLflow's note of which version a `models:/` load came from: in a local store that
+        # load writes it into the version's artifacts. Bookkeeping, not part of the model.
+        (local / MLFLOW_DOWNLOAD_NOTE).unlink(missing_ok=True)
         check_files(local, expected, f"download of {what}")
         if cached.exists():  # another process finished first; its copy is verified above too
             return cached, version

@@ -1,6 +1,7 @@
-"""`registry register`: verify a model dir, log it as artifacts (to its training run when that
-run is in this store, else to a new run), and only then create the model version, tagged with
-its sha256s, dataset hash, parent version, metrics and training config.
+"""`registry register`: verify a model dir, log it as artifacts of a new run together with its
+MLflow `transformers` flavour (so `mlflow.transformers.load_model("models:/NAME@ALIAS")` loads a
+version), and only then create the model version, tagged with its sha256s (MLflow's files
+included), dataset hash, parent version, training run, metrics and training config.
 
 A model version's tag holds at most 5,000 characters, so a training config whose JSON is
 longer is stored whole across numbered tags (`training_config.0`, `.1`, ...) and joined back
@@ -18,6 +19,7 @@ from typing import Any
 from lmforge.cards import CARD, WEIGHTS, ModelCard
 from lmforge.errors import RegistryError
 from lmforge.modelio import verified_card
+from lmforge.registry.flavor import registered_card, write_flavor
 from lmforge.registry.query import by_tag
 from lmforge.registry.refs import check_name
 from lmforge.registry.stale import clean_stale_runs, owner_tags
@@ -31,34 +33,33 @@ RETRIES = 8
 # Under MLflow's 5,000-character limit on a model version's tag value.
 TAG_CHUNK = 4900
 CONFIG_TAG = f"{TAG}training_config"
+TRAINING_RUN_TAG = f"{TAG}training_run"
 
 
-def _run_for(client: Any, card: ModelCard, model_dir: Path) -> str:
-    """The run holding the model dir's artifacts: its training run when that run is in this
-    store and logged exactly this model dir, else a new run that we log the dir to."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    run_id = card.mlflow_run_id
-    if run_id:
-        try:
-            if _logged_card(client, run_id) == (model_dir / CARD).read_bytes():
-                return run_id
-        except (MlflowException, OSError):
-            log.info("training run %s does not hold this model here; logging a new run", run_id)
-    experiment_id = use_store(EXPERIMENT)
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"register {model_dir.name}", tags=owner_tags()
-    ) as run:
-        mlflow.log_artifacts(str(model_dir), artifact_path="model")
-        return str(run.info.run_id)
-
-
-def _logged_card(client: Any, run_id: str) -> bytes:
+def _log_run(card: ModelCard, model_dir: Path) -> tuple[str, ModelCard]:
+    """A new run holding the model dir's files and, beside them, its MLflow `transformers`
+    flavour (see `registry.flavor`); returns the run id and the registered card, which lists
+    both. The training run, when there is one, is named in a tag: its own artifacts are never
+    written to, so two registrations of one run cannot write over each other's files."""
     import tempfile
 
+    import mlflow
+
+    experiment_id = use_store(EXPERIMENT)
+    tags = {**owner_tags(), TRAINING_RUN_TAG: card.mlflow_run_id or ""}
     with tempfile.TemporaryDirectory() as tmp:
-        return Path(client.download_artifacts(run_id, f"model/{CARD}", tmp)).read_bytes()
+        flavor_dir = Path(tmp)
+        started = time.perf_counter()
+        task = write_flavor(model_dir, flavor_dir)
+        registered = registered_card(card, flavor_dir)
+        log.info("MLflow %s flavour written in %.1f s", task, time.perf_counter() - started)
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"register {model_dir.name}", tags=tags
+        ) as run:
+            mlflow.log_artifacts(str(model_dir), artifact_path="model")
+            # Over the dir's own card: the registered one lists MLflow's files too.
+            mlflow.log_artifacts(str(flavor_dir), artifact_path="model")
+            return str(run.info.run_id), registered
 
 
 def _parent_version(client: Any, card: ModelCard) -> str | None:
@@ -110,6 +111,7 @@ def tags_for(card: ModelCard, parent: str | None) -> dict[str, str]:
         f"{TAG}dataset_sha256": card.dataset.manifest_sha256 if card.dataset else "",
         f"{TAG}parent": parent or "",
         f"{TAG}parent_relation": card.parent.relation if card.parent else "",
+        TRAINING_RUN_TAG: card.mlflow_run_id or "",
         **config_tags(card.training_config),
     }
     for name, value in card.metrics.items():
@@ -135,14 +137,14 @@ def register(model_dir: Path, name: str) -> Any:
     open_client: Any = store_client
     client = open_client()
     clean_stale_runs(client, use_store(EXPERIMENT))
-    run_id = _run_for(client, card, model_dir)
+    run_id, registered = _log_run(card, model_dir)
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise RegistryError(f"cannot create registered model {name!r}: {exc.message}") from exc
-    tags = tags_for(card, _parent_version(client, card))
+    tags = tags_for(registered, _parent_version(client, card))
     # Concurrent registrations of one name can collide on the next version number in SQLite;
     # each retry reads the new highest number.
     attempt = 0

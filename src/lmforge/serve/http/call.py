@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from lmforge.serve import drift
 from lmforge.serve.engine import Engine
 from lmforge.serve.http.errors import ClientGone
 from lmforge.serve.http.tokens import Keep, char_bound, cut, encode, longest_token_chars
@@ -131,7 +132,8 @@ class Call:
         requests = [
             self.request(i or p, Kind.GENERATE, params) for p, i in zip(prompts, ids, strict=True)
         ]
-        return self.admit(requests)
+        drift.sample(self.state, self.engine, self.admit(requests))  # scored after, if sampled
+        return requests
 
     async def wait(self, work: Awaitable[T]) -> T:
         """Await `work`, cancelling it (and so aborting its engine requests) if the client goes."""
