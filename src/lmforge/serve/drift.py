@@ -28,6 +28,7 @@ from lmforge.serve.request import FinishReason, Kind, Request
 if TYPE_CHECKING:
     from lmforge.serve.engine import Engine
     from lmforge.serve.metrics import Metrics
+    from lmforge.serve.models import ModelInfo
     from lmforge.serve.state import AppState
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def drift_for(metrics: Metrics) -> Drift:
     return _drifts[metrics]
 
 
-def sample(state: AppState, engine: Engine, requests: list[Request]) -> None:
+def sample(state: AppState, engine: Engine, model: ModelInfo, requests: list[Request]) -> None:
     """The hook a generation call makes once its requests are admitted: pick this call's
     sampled prompts and score each in the background after its request has finished."""
     rate = state.config.drift_sample
@@ -92,14 +93,16 @@ def sample(state: AppState, engine: Engine, requests: list[Request]) -> None:
         if len(drift.tasks) >= MAX_PENDING:
             return
         if len(request.prompt_ids) >= 2 and random.random() < rate:
-            work = _score_after(drift, state, engine, request)
+            work = _score_after(drift, state, engine, model, request)
             task = asyncio.get_running_loop().create_task(work)
             drift.tasks.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(drift.tasks.discard)
 
 
-async def _score_after(drift: Drift, state: AppState, engine: Engine, request: Request) -> None:
-    model, version = state.model.name, state.model.version
+async def _score_after(
+    drift: Drift, state: AppState, engine: Engine, info: ModelInfo, request: Request
+) -> None:
+    model, version = info.name, info.version
     give_up = time.monotonic() + GIVE_UP_SECONDS
     # Callers come first: wait for this one to have its answer and for no other to be queued.
     while not request.finished or engine.snapshot().waiting:
@@ -107,7 +110,8 @@ async def _score_after(drift: Drift, state: AppState, engine: Engine, request: R
             return
         await asyncio.sleep(POLL_SECONDS)
     if (model, version) not in drift.references:
-        drift.references[(model, version)] = await asyncio.to_thread(reference, model, version)
+        found = await asyncio.to_thread(reference, info.registered_as, version)
+        drift.references[(model, version)] = found
     ids = request.prompt_ids[-engine.max_seq_len :]
     score = engine.request(ids, Kind.SCORE, timeout=state.config.request_timeout, score_from=1)
     try:
@@ -119,9 +123,9 @@ async def _score_after(drift: Drift, state: AppState, engine: Engine, request: R
         drift.observe(model, version, [-logprob for logprob in event.scores])
 
 
-def reference(name: str, version: str | None) -> NllHistogram | None:
+def reference(name: str | None, version: str | None) -> NllHistogram | None:
     """The eval reference that `lmforge eval` stored on a registry version, if any."""
-    if version is None:
+    if name is None or version is None:
         return None
     from lmforge.registry.store import client
 

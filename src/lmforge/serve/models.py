@@ -33,7 +33,8 @@ def model_kind(task: str, has_head: bool) -> str:
 @dataclass(frozen=True)
 class ModelInfo:
     """A served model as /v1/models shows it: `labels` are a classification head's, in id
-    order (empty for a language model); `task` is its card's."""
+    order (empty for a language model); `task` is its card's; `registered_as` is its name in
+    the registry when it was served from there (`name` may be another: NAME=REF)."""
 
     name: str
     version: str | None
@@ -42,6 +43,7 @@ class ModelInfo:
     path: str
     labels: tuple[str, ...] = ()
     task: str = "lm"
+    registered_as: str | None = None
 
     @property
     def kind(self) -> str:

@@ -51,6 +51,7 @@ def load(config: ServeConfig, ref: str, name: str | None = None) -> tuple[Engine
         str(path),
         tuple(engine.labels),
         card.task if card else "lm",
+        model.name if model.version else None,
     )
     return engine, info
 

@@ -132,7 +132,9 @@ class Call:
         requests = [
             self.request(i or p, Kind.GENERATE, params) for p, i in zip(prompts, ids, strict=True)
         ]
-        drift.sample(self.state, self.engine, self.admit(requests))  # scored after, if sampled
+        drift.sample(
+            self.state, self.engine, self.model, self.admit(requests)
+        )  # scored after, if sampled
         return requests
 
     async def wait(self, work: Awaitable[T]) -> T:
