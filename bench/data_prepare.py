@@ -77,7 +77,7 @@ def report(label: str, size_mb: float, result: dict[str, Any]) -> None:
     )
     print(
         f"dedup removed {dedup['removed']}, index {dedup['details']['index_documents']:,} docs"
-        f" ≈ {dedup['details']['index_bytes_estimate'] / 1e6:.1f} MB"
+        f" = {dedup['details']['index_bytes'] / 1e6:.1f} MB"
     )
     print(
         "tokens: "

@@ -126,7 +126,7 @@ def merge(cfg: MergeConfig) -> PrepareResult:
             "options": options,
             "stages": [s.to_manifest() for s in stage_stats + [s.stats for s in stages]],
             "splits": {s: split_entry(tmp, s, *counts[s]) for s in SPLITS},
-            "versions": library_versions("tokenizers", "numpy", "datasketch", "scikit-learn"),
+            "versions": library_versions("tokenizers", "numpy", "scikit-learn"),
         }
         del manifest["shard"]
         DatasetManifest.write(tmp, manifest)

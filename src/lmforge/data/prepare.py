@@ -200,7 +200,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 "vocab_size": tokenizer.get_vocab_size(),
                 "end_of_text_id": end_of_text_id(tokenizer),
             },
-            "versions": library_versions("tokenizers", "numpy", "datasketch", "scikit-learn"),
+            "versions": library_versions("tokenizers", "numpy", "scikit-learn"),
         }
         if canaries:
             manifest["canaries"] = manifest_entry(canaries)
