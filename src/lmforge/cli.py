@@ -75,7 +75,9 @@ def data_prepare(config: PrepareConfig) -> None:
     from lmforge.data.summary import print_summary
 
     result = prepare(config)
-    print_summary(result.manifest, str(result.output), render.console(), result.seconds)
+    print_summary(
+        result.manifest, str(result.output), render.console(), result.seconds, result.resumed_blocks
+    )
 
 
 @data.command("merge")

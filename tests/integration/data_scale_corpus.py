@@ -30,13 +30,15 @@ def write_planted_corpus(path: Path, lines: int = 3000) -> Path:
     return path
 
 
-def dataset_digest(directory: Path) -> str:
+def dataset_digest(directory: Path, source: Path) -> str:
     """sha256 over the token files, the tokenizer and the manifest's per-stage counts and
-    examples (not its details, which report index sizes and library versions)."""
+    examples (not its details, which report index sizes and library versions), the examples'
+    `file:line` origins taken relative to `source`'s dir."""
     digest = hashlib.sha256()
     for name in DIGESTED:
         digest.update((directory / name).read_bytes())
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     stages = [{k: v for k, v in s.items() if k != "details"} for s in manifest["stages"]]
-    digest.update(json.dumps([stages, manifest["splits"]], sort_keys=True).encode())
+    summary = json.dumps([stages, manifest["splits"]], sort_keys=True)
+    digest.update(summary.replace(f"{source.parent}/", "").encode())
     return digest.hexdigest()

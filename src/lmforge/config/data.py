@@ -113,7 +113,18 @@ class PrepareConfig:
         gt=0,
     )
     seed: int = option(1234, "Seed for hashing, sampling and MinHash permutations.")
-    workers: int = option(0, "Threads for tokenizer training and encoding (0 = all cores).", ge=0)
+    workers: int = option(
+        0,
+        "Processes for the cleaning stages, threads for tokenizer training and encoding "
+        "(0 = all cores); the output does not depend on it.",
+        ge=0,
+    )
+    block_docs: int = option(
+        2048,
+        "Documents per block of work: the unit spread over the workers, and what an "
+        "interrupted run resumes from (finished blocks wait beside --output).",
+        ge=1,
+    )
     canaries: int = option(
         0,
         "Insert this many random secret-shaped sequences into the train split (recorded in the "

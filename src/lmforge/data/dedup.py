@@ -115,12 +115,15 @@ class Deduplicator:
         partners: dict[int, set[int]] = {}
         if self.near:
             assert prints.signatures is not None
-            bands = band_keys(prints.signatures[firsts], self.bands, self.rows)
+            every = band_keys(prints.signatures, self.bands, self.rows)
+            bands = every[firsts]
             candidates = _remap(self._indexed_candidates(bands), firsts)
             partners = {
                 int(firsts[d]): {int(firsts[e]) for e in earlier}
                 for d, earlier in _partners_in_block(bands).items()
             }
+        else:
+            every = np.empty((len(docs), 0), dtype=np.uint64)
         keep = [False] * len(docs)
         matched: dict[int, int] = {}
         for i, doc in enumerate(docs):
@@ -140,7 +143,7 @@ class Deduplicator:
                 )
                 continue
             keep[i] = True
-        self._insert(docs, prints, keep, hi, lo)
+        self._insert(docs, prints, keep, hi, lo, every)
         return keep
 
     def _indexed_candidates(self, bands: np.ndarray) -> dict[int, list[int]]:
@@ -181,14 +184,14 @@ class Deduplicator:
         keep: list[bool],
         hi: np.ndarray,
         lo: np.ndarray,
+        bands: np.ndarray,
     ) -> None:
         kept = np.flatnonzero(np.asarray(keep, dtype=bool))
         self.exact.add(hi[kept], lo[kept])
         if self.near and len(kept):
             assert prints.signatures is not None
             rows = np.arange(self.kept, self.kept + len(kept))
-            bands = band_keys(prints.signatures[kept], self.bands, self.rows)
-            self.band_index.add(bands.ravel(), np.repeat(rows, self.bands))
+            self.band_index.add(bands[kept].ravel(), np.repeat(rows, self.bands))
             ordinals = np.fromiter((docs[k].ordinal for k in kept.tolist()), np.int64, len(kept))
             self.signature_file.append(prints.signatures[kept], ordinals)
         self.kept += len(kept)
@@ -210,7 +213,7 @@ def _partners_in_block(bands: np.ndarray) -> dict[int, set[int]]:
     """For each document of a block sharing a band key with an earlier one: those earlier
     ones. Sorting the flattened keys groups equal ones; most documents share none."""
     flat = bands.ravel()
-    order = np.argsort(flat, kind="stable")
+    order = np.argsort(flat)
     ordered = flat[order]
     same = np.flatnonzero(ordered[1:] == ordered[:-1])
     partners: defaultdict[int, set[int]] = defaultdict(set)

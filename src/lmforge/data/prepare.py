@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from lmforge.cards import MANIFEST_FORMAT, DatasetManifest
 from lmforge.config import to_dict
 from lmforge.config.data import PrepareConfig
+from lmforge.data.blocks import BlockCache, CleanedBlock, blocks_of, document_stages
 from lmforge.data.canary import canary_documents, make_canaries, manifest_entry
-from lmforge.data.clean import Normalizer, QualityFilter
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
+from lmforge.data.engines.local import cleaned_blocks, default_workers
 from lmforge.data.manifest import library_versions
-from lmforge.data.pii import PiiRedactor
 from lmforge.data.sample import HashSampler, representative_ordinals
 from lmforge.data.sources import Reader, ReadOptions
 from lmforge.data.spill import SpillWriter, read_spill
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # Options that do not change the dataset's content stay out of the manifest.
-_NOT_CONTENT = ("output", "force", "workers")
+_NOT_CONTENT = ("output", "force", "workers", "block_docs")
 
 
 @dataclass
@@ -49,6 +49,7 @@ class PrepareResult:
     output: Path
     manifest: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    resumed_blocks: int = 0
 
 
 def run_stages(stages: list[Stage], doc: Document) -> Document | None:
@@ -68,8 +69,15 @@ def run_stages(stages: list[Stage], doc: Document) -> Document | None:
     return doc
 
 
+def ordered_stages(cfg: PrepareConfig) -> list[Stage]:
+    """The stages that see the documents in input order, after the per-document ones: dedup
+    (first occurrence wins) then sampling (deferred to `merge` for shards)."""
+    if cfg.shard_index is not None:
+        return []
+    return dedup_and_sample_stages(cfg)
+
+
 def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
-    """The stages that need the whole corpus in order (deferred to `merge` for shards)."""
     stages: list[Stage] = []
     if cfg.dedup != "none":
         stages.append(
@@ -84,6 +92,27 @@ def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
     if cfg.sample == "random":
         stages.append(HashSampler(cfg.sample_fraction, cfg.seed))
     return stages
+
+
+def dedup_block(dedup: Deduplicator, block: CleanedBlock) -> list[Document]:
+    """The documents of a cleaned block that are no copy of an earlier one, with dedup's
+    counts and time (the fingerprints' share was spent where the block was cleaned)."""
+    assert block.prints is not None
+    stats = dedup.stats
+    started = time.perf_counter()
+    decisions = dedup.decide(block.docs, block.prints)
+    kept = [doc for doc, keep in zip(block.docs, decisions, strict=True) if keep]
+    stats.seconds += time.perf_counter() - started + block.fingerprint_seconds
+    stats.docs_in += len(block.docs)
+    stats.chars_in += sum(len(doc.text) for doc in block.docs)
+    stats.docs_out += len(kept)
+    stats.chars_out += sum(len(doc.text) for doc in kept)
+    return kept
+
+
+def block_cache_dir(output: Path) -> Path:
+    """Finished blocks of a run, beside `--output`, kept until the run succeeds."""
+    return output.parent / f".{output.name}.blocks"
 
 
 def content_options(cfg: PrepareConfig) -> dict[str, Any]:
@@ -128,7 +157,6 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, owns, fixed)
     reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
 
-    stages = _cleaning_stages(cfg)
     representative = cfg.representative_clusters > 0
     seconds: dict[str, float] = {}
     output = Path(cfg.output)
@@ -143,13 +171,36 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
             spills[doc.split or split_of(doc.text, cfg.split, cfg.seed)].write(doc)
 
         started = time.perf_counter()
+        cleaning = [s.stats for s in document_stages(cfg)]
+        ordered = ordered_stages(cfg)
+        dedup = next((s for s in ordered if isinstance(s, Deduplicator)), None)
+        cache = BlockCache(block_cache_dir(output), cfg)
         with progress_bar("read + clean", reader.total_bytes / 1e6 or None, "MB") as bar:
             reader.on_bytes = lambda n: bar.advance(n / 1e6)
-            for raw in reader.documents():
-                if (doc := run_stages(stages, raw)) is not None:
-                    (pool.write if pool else route)(doc)
-        seconds["read"] = time.perf_counter() - started - sum(s.stats.seconds for s in stages)
-        stage_stats = [reader.stats, *(s.stats for s in stages)]
+            done = cleaned_blocks(
+                cfg,
+                blocks_of(reader.documents(), cfg.block_docs),
+                workers=cfg.workers or default_workers(),
+                fingerprint=dedup is not None,
+                cache=cache,
+            )
+            for block in done:
+                for total, part in zip(cleaning, block.stats, strict=True):
+                    total.absorb(part)
+                kept = block.docs
+                if dedup is not None:
+                    assert block.prints is not None
+                    kept = dedup_block(dedup, block)
+                after = ordered[1:] if dedup else ordered
+                for doc in kept:
+                    if (chosen := run_stages(after, doc)) is not None:
+                        (pool.write if pool else route)(chosen)
+        seconds["read"] = (
+            time.perf_counter()
+            - started
+            - sum(s.seconds for s in (*cleaning, *(s.stats for s in ordered)))
+        )
+        stage_stats = [reader.stats, *cleaning, *(s.stats for s in ordered)]
 
         if pool is not None:
             pool.close()
@@ -211,7 +262,8 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 "deferred": ["dedup", "sample"],
             }
         DatasetManifest.write(tmp, manifest)
-    return PrepareResult(output, manifest, seconds)
+    cache.remove()
+    return PrepareResult(output, manifest, seconds, cache.reused)
 
 
 def _sample_representative(
@@ -256,24 +308,6 @@ def _pack_splits(
             )
             splits[name] = split_entry(out, name, docs, tokens, words)
     return splits
-
-
-def _cleaning_stages(cfg: PrepareConfig) -> list[Stage]:
-    """normalize → filter → PII → (dedup → sample, unless a shard defers them to the merge)."""
-    stages: list[Stage] = [
-        Normalizer(markup=cfg.strip_markup),
-        QualityFilter(
-            min_chars=cfg.min_chars,
-            max_chars=cfg.max_chars,
-            min_alpha_fraction=cfg.min_alpha_fraction,
-            max_repeated_line_fraction=cfg.max_repeated_line_fraction,
-        ),
-    ]
-    if cfg.pii:
-        stages.append(PiiRedactor(phone_region=cfg.pii_phone_region))
-    if cfg.shard_index is None:
-        stages += dedup_and_sample_stages(cfg)
-    return stages
 
 
 def _tokenizer(
