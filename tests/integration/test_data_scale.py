@@ -103,3 +103,8 @@ def test_summary_names_what_a_default_dropped(tmp_path: Path) -> None:
     )
     assert "dropped: filter removed" in result.stdout
     assert "--txt-mode paragraph" in result.stdout and "--min-chars 0" in result.stdout
+
+
+def test_the_local_engine_imports_no_ray() -> None:
+    code = "import sys, lmforge.data.prepare; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=cli_env()).returncode == 0

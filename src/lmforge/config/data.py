@@ -119,6 +119,13 @@ class PrepareConfig:
         "(0 = all cores); the output does not depend on it.",
         ge=0,
     )
+    engine: str = option(
+        "local",
+        "Where the stages run: local (a process pool on this machine) or ray (Ray tasks on "
+        "the cluster at --ray-address or RAY_ADDRESS, else a local Ray); same output.",
+        choices=("local", "ray"),
+    )
+    ray_address: str = option("", "Ray cluster address for --engine ray (default: RAY_ADDRESS).")
     block_docs: int = option(
         2048,
         "Documents per block of work: the unit spread over the workers, and what an "
@@ -177,6 +184,8 @@ class PrepareConfig:
                 f"vocab_size: {self.vocab_size} is too small for the 256-symbol byte alphabet "
                 "plus <|endoftext|>; use at least 257"
             )
+        if self.engine == "ray" and self.shard:
+            out.append("engine: --engine ray covers every shard in one run; drop --shard")
         if self.shard:
             index, _, count = self.shard.partition("/")
             if not (index.isdigit() and count.isdigit() and int(index) < int(count)):

@@ -39,9 +39,11 @@ from lmforge.progress import progress_bar
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from lmforge.data.engines.ray import ShuffledDecisions
+
 log = logging.getLogger(__name__)
 # Options that do not change the dataset's content stay out of the manifest.
-_NOT_CONTENT = ("output", "force", "workers", "block_docs")
+_NOT_CONTENT = ("output", "force", "workers", "block_docs", "engine", "ray_address")
 
 
 @dataclass
@@ -94,7 +96,7 @@ def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
     return stages
 
 
-def dedup_block(dedup: Deduplicator, block: CleanedBlock) -> list[Document]:
+def dedup_block(dedup: Deduplicator | ShuffledDecisions, block: CleanedBlock) -> list[Document]:
     """The documents of a cleaned block that are no copy of an earlier one, with dedup's
     counts and time (the fingerprints' share was spent where the block was cleaned)."""
     assert block.prints is not None
@@ -177,21 +179,24 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         cache = BlockCache(block_cache_dir(output), cfg)
         with progress_bar("read + clean", reader.total_bytes / 1e6 or None, "MB") as bar:
             reader.on_bytes = lambda n: bar.advance(n / 1e6)
-            done = cleaned_blocks(
-                cfg,
-                blocks_of(reader.documents(), cfg.block_docs),
-                workers=cfg.workers or default_workers(),
-                fingerprint=dedup is not None,
-                cache=cache,
-            )
+            blocks = blocks_of(reader.documents(), cfg.block_docs)
+            decider: Deduplicator | ShuffledDecisions | None = dedup
+            if cfg.engine == "ray":
+                from lmforge.data.engines.ray import ray_cleaned_blocks
+
+                done, decider = ray_cleaned_blocks(cfg, blocks, dedup)
+            else:
+                workers = cfg.workers or default_workers()
+                done = cleaned_blocks(
+                    cfg, blocks, workers=workers, fingerprint=dedup is not None, cache=cache
+                )
             for block in done:
                 for total, part in zip(cleaning, block.stats, strict=True):
                     total.absorb(part)
                 kept = block.docs
-                if dedup is not None:
-                    assert block.prints is not None
-                    kept = dedup_block(dedup, block)
-                after = ordered[1:] if dedup else ordered
+                if decider is not None:
+                    kept = dedup_block(decider, block)
+                after = ordered[1:] if dedup is not None else ordered
                 for doc in kept:
                     if (chosen := run_stages(after, doc)) is not None:
                         (pool.write if pool else route)(chosen)

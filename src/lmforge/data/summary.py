@@ -37,15 +37,14 @@ def dropped_notes(manifest: dict[str, Any]) -> list[str]:
         if not read or removed / read <= DROPPED_SHARE:
             continue
         reasons = sorted(stage["removed"].items(), key=lambda item: -item[1])
-        keep = [
-            f"{KEEP_OPTION[r]} keeps the {r.replace('_', ' ')}"
-            for r, _ in reasons
-            if r in KEEP_OPTION
+        what = [
+            f"{r} {_n(n)}" + (f": {KEEP_OPTION[r]} keeps them" if r in KEEP_OPTION else "")
+            for r, n in reasons
         ]
-        what = ", ".join(f"{r} {_n(n)}" for r, n in reasons) or "text within documents"
         notes.append(
-            f"{stage['name']} removed {removed / read:.1%} of the characters ({what})"
-            + (f"; {'; '.join(keep)}" if keep else "")
+            f"{stage['name']} removed {removed / read:.1%} of the characters ("
+            + ("; ".join(what) or "text within documents")
+            + ")"
         )
     return notes
 
