@@ -73,13 +73,7 @@ def run_stages(stages: list[Stage], doc: Document) -> Document | None:
 
 def ordered_stages(cfg: PrepareConfig) -> list[Stage]:
     """The stages that see the documents in input order, after the per-document ones: dedup
-    (first occurrence wins) then sampling (deferred to `merge` for shards)."""
-    if cfg.shard_index is not None:
-        return []
-    return dedup_and_sample_stages(cfg)
-
-
-def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
+    (first occurrence wins) then sampling."""
     stages: list[Stage] = []
     if cfg.dedup != "none":
         stages.append(
@@ -148,15 +142,11 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     from lmforge.data.pack import token_dtype
     from lmforge.data.tokenizer import end_of_text_id, load_tokenizer
 
-    shard = cfg.shard_index
-    owns: Callable[[int], bool] = (
-        (lambda ordinal: ordinal % shard[1] == shard[0]) if shard else (lambda ordinal: True)
-    )
     options = ReadOptions(
         cfg.txt_mode, cfg.text_field, cfg.text_column, cfg.strict, encoding=cfg.encoding
     )
     fixed = cfg.fixed_splits
-    reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, owns, fixed)
+    reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, fixed)
     reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
 
     representative = cfg.representative_clusters > 0
@@ -234,7 +224,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         seconds["tokenizer"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        splits = _pack_splits(spills, tokenizer, tmp, with_ordinals=shard is not None)
+        splits = _pack_splits(spills, tokenizer, tmp)
         seconds["pack"] = time.perf_counter() - started
         for written in (*spills.values(), pool):
             if written is not None:
@@ -260,12 +250,6 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         }
         if canaries:
             manifest["canaries"] = manifest_entry(canaries)
-        if shard is not None:
-            manifest["shard"] = {
-                "index": shard[0],
-                "count": shard[1],
-                "deferred": ["dedup", "sample"],
-            }
         DatasetManifest.write(tmp, manifest)
     cache.remove()
     return PrepareResult(output, manifest, seconds, cache.reused)
@@ -293,11 +277,8 @@ def _sample_representative(
     return stats
 
 
-def _pack_splits(
-    spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path, with_ordinals: bool
-) -> dict[str, Any]:
-    """Encode and pack every split's documents into `out/NAME.bin` (and, for a shard, the
-    ordinals the merge orders them by); their manifest entries."""
+def _pack_splits(spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path) -> dict[str, Any]:
+    """Encode and pack every split's documents into `out/NAME.bin`; their manifest entries."""
     from lmforge.data.pack import pack
 
     splits: dict[str, Any] = {}
@@ -309,7 +290,6 @@ def _pack_splits(
                 tokenizer,
                 out / f"{name}.bin",
                 on_batch=bar.advance,
-                ordinals_out=out / f"{name}.ordinals" if with_ordinals else None,
             )
             splits[name] = split_entry(out, name, docs, tokens, words)
     return splits
@@ -339,8 +319,6 @@ def split_entry(directory: Path, name: str, docs: int, tokens: int, words: int) 
     file = f"{name}.bin"
     entry: dict[str, Any] = {"file": file, "documents": docs, "tokens": tokens, "words": words}
     entry["sha256"] = sha256_file(directory / file)
-    if (directory / f"{name}.ordinals").exists():
-        entry["ordinals"] = f"{name}.ordinals"
     return entry
 
 
