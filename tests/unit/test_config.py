@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.config import build_config, load_config, option
-from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.data import InspectConfig, PrepareConfig
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import CanaryTask, EvalConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
@@ -226,7 +226,7 @@ def test_every_default_is_inside_its_bounds() -> None:
     from lmforge.config import bound_problem
     from lmforge.config.evaluate import TASK_TYPES
 
-    classes = [PrepareConfig, MergeConfig, InspectConfig, TrainConfig, DistillConfig]
+    classes = [PrepareConfig, InspectConfig, TrainConfig, DistillConfig]
     classes += [TuneConfig, LocalDeployConfig, EvalConfig, *TASK_TYPES.values()]
     for cls in classes:
         for f in dataclasses.fields(cls):
