@@ -43,12 +43,13 @@ def cleaned_blocks(
             done = cache.load(path) if cache is not None and path is not None else None
             yield done or clean_and_save(cfg, block, fingerprint, path)
         return
-    # fork: workers start in milliseconds and inherit the imported modules; it happens
-    # before any progress or tokenizer thread exists in this process.
+    # fork: workers start in milliseconds and inherit the imported modules. The only other
+    # thread then may be the progress display's, which the workers never touch.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     pending: deque[CleanedBlock | Future[CleanedBlock]] = deque()
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
+    try:
         for block in blocks:
             path = cache.path(block) if cache is not None else None
             done = cache.load(path) if cache is not None and path is not None else None
@@ -57,6 +58,9 @@ def cleaned_blocks(
                 yield _result(pending.popleft())
         while pending:
             yield _result(pending.popleft())
+    finally:
+        # On SIGTERM or an error, queued blocks are dropped rather than run to completion.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _worker_start() -> None:
