@@ -162,14 +162,14 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         def route(doc: Document) -> None:
             spills[doc.split or split_of(doc.text, cfg.split, cfg.seed)].write(doc)
 
-        started = time.perf_counter()
         cleaning = [s.stats for s in document_stages(cfg)]
         ordered = ordered_stages(cfg)
         dedup = next((s for s in ordered if isinstance(s, Deduplicator)), None)
         cache = BlockCache(block_cache_dir(output), cfg)
         with progress_bar("read + clean", reader.total_bytes / 1e6 or None, "MB") as bar:
             reader.on_bytes = lambda n: bar.advance(n / 1e6)
-            blocks = blocks_of(reader.documents(), cfg.block_docs)
+            reading = {"seconds": 0.0}
+            blocks = _timed(blocks_of(reader.documents(), cfg.block_docs), reading)
             decider: Deduplicator | ShuffledDecisions | None = dedup
             if cfg.engine == "ray":
                 from lmforge.data.engines.ray import ray_cleaned_blocks
@@ -190,11 +190,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 for doc in kept:
                     if (chosen := run_stages(after, doc)) is not None:
                         (pool.write if pool else route)(chosen)
-        seconds["read"] = (
-            time.perf_counter()
-            - started
-            - sum(s.seconds for s in (*cleaning, *(s.stats for s in ordered)))
-        )
+        seconds["read"] = reading["seconds"]
         stage_stats = [reader.stats, *cleaning, *(s.stats for s in ordered)]
 
         if pool is not None:
@@ -334,6 +330,18 @@ class _Select:
             return doc
         self.stats.drop("not_representative", doc)
         return None
+
+
+def _timed(items: Iterator[list[Document]], spent: dict[str, float]) -> Iterator[list[Document]]:
+    """`items`, adding the time spent producing each to `spent["seconds"]` (the reading's
+    share; the stages' seconds are their workers' own, summed over workers)."""
+    while True:
+        started = time.perf_counter()
+        item = next(items, None)
+        spent["seconds"] += time.perf_counter() - started
+        if item is None:
+            return
+        yield item
 
 
 def _removal_summary(stats: list[StageStats]) -> str:
