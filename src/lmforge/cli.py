@@ -17,7 +17,7 @@ import click
 
 from lmforge import __version__, render
 from lmforge.cliutil import STATE, config_command, emit, run
-from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.data import InspectConfig, PrepareConfig
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import EvalConfig
 from lmforge.config.registry import (
@@ -57,7 +57,7 @@ def cli(debug: bool, log_json: bool, verbose: bool) -> None:
 
 @cli.group()
 def data() -> None:
-    """Prepare, merge and inspect dataset dirs (tokenizer + packed token files + manifest)."""
+    """Prepare and inspect dataset dirs (tokenizer + packed token files + manifest)."""
 
 
 @data.command("prepare")
@@ -69,24 +69,15 @@ def data_prepare(config: PrepareConfig) -> None:
     Examples:
       lmforge data prepare builtin:python-docs --output data/pydocs
       lmforge data prepare corpus/ notes.jsonl.gz --output data/mine --vocab-size 16384
-      lmforge data prepare big.txt --shard 0/4 --tokenizer data/pydocs --output shards/0
+      lmforge data prepare corpus/ --engine ray --output data/big   # Ray at RAY_ADDRESS
     """
     from lmforge.data.prepare import prepare
     from lmforge.data.summary import print_summary
 
     result = prepare(config)
-    print_summary(result.manifest, str(result.output), render.console(), result.seconds)
-
-
-@data.command("merge")
-@config_command(MergeConfig, "shards")
-def data_merge(config: MergeConfig) -> None:
-    """Combine the SHARDS of `data prepare --shard I/N` into one dataset (dedup across shards)."""
-    from lmforge.data.merge import merge
-    from lmforge.data.summary import print_summary
-
-    result = merge(config)
-    print_summary(result.manifest, str(result.output), render.console(), result.seconds)
+    print_summary(
+        result.manifest, str(result.output), render.console(), result.seconds, result.resumed_blocks
+    )
 
 
 @data.command("inspect")

@@ -1,4 +1,4 @@
-"""`lmforge data prepare / merge / inspect` end to end, as real subprocesses on real corpora."""
+"""`lmforge data prepare / inspect` end to end, as real subprocesses on real corpora."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ FILES = ("tokenizer.json", "train.bin", "valid.bin", "test.bin", "manifest.json"
 
 @pytest.fixture(scope="module")
 def ptb_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first 6,000 PTB lines plus copies of some of them far apart (cross-shard dups)."""
+    """The first 6,000 PTB lines plus copies of some of them far apart."""
     lines = corpus("ptb/ptb.train.txt").read_text(encoding="utf-8").splitlines()[:6000]
     lines += lines[100:160] + [line + " indeed" for line in lines[200:230]]
     path = tmp_path_factory.mktemp("ptb") / "ptb_slice.txt"
@@ -111,34 +111,6 @@ def test_same_input_gives_byte_identical_output(tmp_path: Path, ptb_slice: Path)
         prepare(str(ptb_slice), "--output", str(tmp_path / name), "--vocab-size", "1000")
     for file in FILES:
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
-
-
-def test_shards_merge_to_the_one_shot_result(tmp_path: Path, ptb_slice: Path) -> None:
-    base = tmp_path / "base"
-    prepare(str(ptb_slice), "--output", str(base), "--vocab-size", "1000")
-    common = [str(ptb_slice), "--tokenizer", str(base), "--sample-fraction", "0.7"]
-    prepare(*common, "--output", str(tmp_path / "one"))
-    shards = []
-    for index in range(3):
-        shards.append(str(tmp_path / f"shard{index}"))
-        prepare(*common, "--output", shards[-1], "--shard", f"{index}/3")
-    merged = run_cli("data", "merge", *reversed(shards), "--output", str(tmp_path / "merged"))
-    assert merged.returncode == 0, merged.stderr
-    for file in ("tokenizer.json", "train.bin", "valid.bin", "test.bin"):
-        one = (tmp_path / "one" / file).read_bytes()
-        assert one == (tmp_path / "merged" / file).read_bytes(), file
-    one_meta, merged_meta = manifest(tmp_path / "one"), manifest(tmp_path / "merged")
-    assert one_meta["splits"] == merged_meta["splits"]
-    counts = [
-        {k: s[k] for k in ("name", "docs_in", "docs_out", "removed")} for s in one_meta["stages"]
-    ]
-    assert counts == [
-        {k: s[k] for k in ("name", "docs_in", "docs_out", "removed")} for s in merged_meta["stages"]
-    ]
-
-    incomplete = run_cli("data", "merge", *shards[:2], "--output", str(tmp_path / "bad"))
-    assert incomplete.returncode == 3 and "shard(s) [2] of 3 are missing" in incomplete.stderr
-    assert not (tmp_path / "bad").exists()
 
 
 def test_representative_sampling(tmp_path: Path) -> None:

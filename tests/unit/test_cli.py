@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lmforge.cli import cli
-from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.data import InspectConfig, PrepareConfig
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import EvalConfig
 from lmforge.config.registry import (
@@ -29,7 +29,6 @@ from tests.conftest import run_cli
 
 VERBS = {
     ("data", "prepare"): PrepareConfig,
-    ("data", "merge"): MergeConfig,
     ("data", "inspect"): InspectConfig,
     ("train",): TrainConfig,
     ("distill",): DistillConfig,

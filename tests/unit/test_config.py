@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.config import build_config, load_config, option
-from lmforge.config.data import InspectConfig, MergeConfig, PrepareConfig
+from lmforge.config.data import InspectConfig, PrepareConfig
 from lmforge.config.deploy import LocalDeployConfig
 from lmforge.config.evaluate import CanaryTask, EvalConfig
 from lmforge.config.train import DistillConfig, TrainConfig, TuneConfig
@@ -44,15 +44,12 @@ def test_semantic_checks_name_key_and_value() -> None:
                 "vocab_size": 100,
                 "split": "0.5,0.2,0.2",
                 "sample": "representative:abc",
-                "shard": "3/2",
             },
         )
     message = str(info.value)
     assert "vocab_size: 100 is too small" in message
     assert "split: [0.5, 0.2, 0.2] sums to 0.9" in message
     assert "sample: 'representative:abc'" in message
-    assert "shard: '3/2' is not I/N" in message
-    assert "pass --tokenizer" in message
 
 
 def test_choices_are_enforced() -> None:
@@ -229,7 +226,7 @@ def test_every_default_is_inside_its_bounds() -> None:
     from lmforge.config import bound_problem
     from lmforge.config.evaluate import TASK_TYPES
 
-    classes = [PrepareConfig, MergeConfig, InspectConfig, TrainConfig, DistillConfig]
+    classes = [PrepareConfig, InspectConfig, TrainConfig, DistillConfig]
     classes += [TuneConfig, LocalDeployConfig, EvalConfig, *TASK_TYPES.values()]
     for cls in classes:
         for f in dataclasses.fields(cls):

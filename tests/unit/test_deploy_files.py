@@ -42,8 +42,9 @@ def test_the_nginx_config_has_the_essentials() -> None:
 
 
 K8S = ROOT / "deploy" / "k8s"
-# CRDs of the Prometheus operator: no schema ships with kubernetes-validate.
-OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# CRDs of the Prometheus operator and KubeRay: no schema ships with kubernetes-validate (the
+# RayJob is checked against KubeRay's documented fields in test_rayjob.py).
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule", "RayJob"}
 K8S_VERSION = "1.33.0"
 
 
@@ -70,7 +71,7 @@ def test_every_rendered_manifest_passes_strict_schema_validation() -> None:
                 continue
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
             checked.append(f"{overlay}: {doc['kind']}/{doc['metadata']['name']}")
-    assert len(checked) == 18, checked
+    assert len(checked) == 17, checked
     print("\n".join(f"valid (strict, {K8S_VERSION}): {line}" for line in checked))
 
 
@@ -131,12 +132,11 @@ def test_manifests_agree_with_each_other_and_with_the_api() -> None:
     assert gpu_container["image"].endswith("-cuda")
 
 
-def test_the_jobs_shard_data_preparation_and_train_with_torchrun() -> None:
+def test_the_jobs_prepare_data_on_ray_and_train_with_torchrun() -> None:
     docs = {doc["metadata"]["name"]: doc for doc in rendered()["base/jobs"]}
-    prepare = docs["lmforge-data-prepare"]["spec"]
-    assert prepare["completionMode"] == "Indexed"
-    args = prepare["template"]["spec"]["containers"][0]["args"]
-    assert f"$(JOB_COMPLETION_INDEX)/{prepare['completions']}" in args
+    prepare = docs["lmforge-data-prepare"]
+    assert prepare["kind"] == "RayJob" and "--engine ray" in prepare["spec"]["entrypoint"]
+    assert "--output /data/dataset" in prepare["spec"]["entrypoint"]
     train = docs["lmforge-train"]["spec"]["template"]["spec"]["containers"][0]
     assert train["command"][0] == "torchrun"
 
@@ -263,12 +263,16 @@ def test_no_container_lets_telemetry_leave() -> None:
         for doc in docs
         if "template" in doc.get("spec", {})
     ]
+    for doc in rendered()["base/jobs"]:
+        if cluster := doc["spec"].get("rayClusterSpec"):
+            groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+            pods += [("base/jobs", group["template"]["spec"]) for group in groups]
     containers = [
         (overlay, container)
         for overlay, pod in pods
         for container in pod["containers"] + pod.get("initContainers", [])
     ]
-    assert len(containers) == 5  # lmforge on cpu and gpu; the prepare, merge and train jobs
+    assert len(containers) == 5  # lmforge on cpu and gpu; the Ray head and workers; train
     for overlay, container in containers:
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert TELEMETRY_OFF.items() <= env.items(), f"{overlay}: {container['name']}"

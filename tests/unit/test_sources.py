@@ -139,10 +139,3 @@ def test_truncated_gzip_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "t.txt.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="corrupt or truncated"):
         texts([str(tmp_path / "t.txt.gz")])
-
-
-def test_shard_ownership_numbers_records_globally(tmp_path: Path) -> None:
-    path = tmp_path / "a.txt"
-    path.write_text("".join(f"line {i}\n" for i in range(10)))
-    reader = Reader([str(path)], ReadOptions(), owns=lambda o: o % 3 == 1)
-    assert [d.ordinal for d in reader.documents()] == [1, 4, 7]

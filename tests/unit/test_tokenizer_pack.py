@@ -37,8 +37,8 @@ def test_pack_writes_documents_separated_by_end_of_text(
 ) -> None:
     tokenizer = train_bpe(ptb_lines, vocab_size=400, min_frequency=2)
     docs = [Document(t, "x", i * 3) for i, t in enumerate(ptb_lines[:2500])]
-    out, ordinals = tmp_path / "train.bin", tmp_path / "train.ordinals"
-    count, tokens, words = pack(docs, tokenizer, out, ordinals_out=ordinals)
+    out = tmp_path / "train.bin"
+    count, tokens, words = pack(docs, tokenizer, out)
     assert words == sum(len(t.split()) + 1 for t in ptb_lines[:2500])
     flat = np.fromfile(out, dtype=np.uint16)
     assert count == 2500 and tokens == flat.size
@@ -46,7 +46,6 @@ def test_pack_writes_documents_separated_by_end_of_text(
     assert len(ends) == 2500 and ends[-1] == flat.size - 1
     second = flat[ends[0] + 1 : ends[1]].tolist()
     assert tokenizer.decode(second) == ptb_lines[1]
-    assert np.fromfile(ordinals, dtype="<u8").tolist() == [i * 3 for i in range(2500)]
 
 
 def test_dtype_follows_vocabulary() -> None:

@@ -113,7 +113,25 @@ class PrepareConfig:
         gt=0,
     )
     seed: int = option(1234, "Seed for hashing, sampling and MinHash permutations.")
-    workers: int = option(0, "Threads for tokenizer training and encoding (0 = all cores).", ge=0)
+    workers: int = option(
+        0,
+        "Processes for the cleaning stages, threads for tokenizer training and encoding "
+        "(0 = all cores); the output does not depend on it.",
+        ge=0,
+    )
+    engine: str = option(
+        "local",
+        "Where the stages run: local (a process pool on this machine) or ray (Ray tasks on "
+        "the cluster at --ray-address or RAY_ADDRESS, else a local Ray); same output.",
+        choices=("local", "ray"),
+    )
+    ray_address: str = option("", "Ray cluster address for --engine ray (default: RAY_ADDRESS).")
+    block_docs: int = option(
+        2048,
+        "Documents per block of work: the unit spread over the workers, and what an "
+        "interrupted run resumes from (finished blocks wait beside --output).",
+        ge=1,
+    )
     canaries: int = option(
         0,
         "Insert this many random secret-shaped sequences into the train split (recorded in the "
@@ -121,11 +139,6 @@ class PrepareConfig:
         ge=0,
     )
     canary_repeats: int = option(1, "Times each canary is inserted.", ge=1)
-    shard: str = option(
-        "",
-        "I/N: prepare only the I-th of N slices of the documents (needs --tokenizer); "
-        "combine the N outputs with `lmforge data merge`.",
-    )
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -138,10 +151,6 @@ class PrepareConfig:
         out += _encoding_problems(self.encoding)
         if not _known_phone_region(self.pii_phone_region):
             out.append(f"pii_phone_region: {self.pii_phone_region!r} is not a region code like US")
-        if self.canaries and self.shard:
-            out.append(
-                "canaries: cannot be combined with --shard; prepare the shards without canaries"
-            )
         if len(self.split) != 3 or any(x < 0 for x in self.split):
             out.append(f"split: {self.split} must be three non-negative fractions train,valid,test")
         elif abs(sum(self.split) - 1.0) > 1e-6:
@@ -166,14 +175,6 @@ class PrepareConfig:
                 f"vocab_size: {self.vocab_size} is too small for the 256-symbol byte alphabet "
                 "plus <|endoftext|>; use at least 257"
             )
-        if self.shard:
-            index, _, count = self.shard.partition("/")
-            if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
-                out.append(f"shard: {self.shard!r} is not I/N with 0 <= I < N")
-            if not self.tokenizer:
-                out.append("shard: sharded runs must share a tokenizer; pass --tokenizer")
-            if self.sample != "random":
-                out.append("shard: representative sampling needs the whole corpus in one run")
         return out
 
     @property
@@ -189,30 +190,6 @@ class PrepareConfig:
     @property
     def representative_clusters(self) -> int:
         return int(self.sample.partition(":")[2]) if self.sample != "random" else 0
-
-    @property
-    def shard_index(self) -> tuple[int, int] | None:
-        if not self.shard:
-            return None
-        index, _, count = self.shard.partition("/")
-        return int(index), int(count)
-
-
-@dataclass
-class MergeConfig:
-    """Options of `lmforge data merge`."""
-
-    shards: list[str] = option([], "Shard dataset dirs written by `data prepare --shard I/N`.")
-    output: str = option("", "Dataset dir to create.")
-    force: bool = option(False, "Replace an existing dataset at --output.")
-
-    def problems(self) -> list[str]:
-        out: list[str] = []
-        if not self.shards:
-            out.append("shards: give the SHARD_DIR of every shard")
-        if not self.output:
-            out.append("output: --output DIR is required")
-        return out
 
 
 @dataclass

@@ -74,7 +74,9 @@ class StageStats:
         )
 
     def absorb(self, other: StageStats) -> None:
-        """Add another shard's stats for the same stage (counts add; examples stay few)."""
+        """Add another block's or shard's stats for the same stage (counts add, examples stay
+        few and in order, per-kind count dicts add per kind)."""
+        self.seconds += other.seconds
         self.docs_in += other.docs_in
         self.docs_out += other.docs_out
         self.chars_in += other.chars_in
@@ -86,6 +88,10 @@ class StageStats:
         for key, value in other.details.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self.details[key] = self.details.get(key, 0) + value
+            elif isinstance(value, dict) and isinstance(self.details.get(key, {}), dict):
+                counts = Counter(self.details.get(key, {}))
+                counts.update(value)
+                self.details[key] = dict(counts)
             else:
                 self.details.setdefault(key, value)
 

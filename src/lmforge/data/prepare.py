@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from lmforge.cards import MANIFEST_FORMAT, DatasetManifest
 from lmforge.config import to_dict
 from lmforge.config.data import PrepareConfig
+from lmforge.data.blocks import BlockCache, CleanedBlock, blocks_of, document_stages
 from lmforge.data.canary import canary_documents, make_canaries, manifest_entry
-from lmforge.data.clean import Normalizer, QualityFilter
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
+from lmforge.data.engines.local import cleaned_blocks, default_workers
 from lmforge.data.manifest import library_versions
-from lmforge.data.pii import PiiRedactor
 from lmforge.data.sample import HashSampler, representative_ordinals
 from lmforge.data.sources import Reader, ReadOptions
 from lmforge.data.spill import SpillWriter, read_spill
@@ -39,9 +39,11 @@ from lmforge.progress import progress_bar
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from lmforge.data.engines.ray import ShuffledDecisions
+
 log = logging.getLogger(__name__)
 # Options that do not change the dataset's content stay out of the manifest.
-_NOT_CONTENT = ("output", "force", "workers")
+_NOT_CONTENT = ("output", "force", "workers", "block_docs", "engine", "ray_address")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class PrepareResult:
     output: Path
     manifest: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    resumed_blocks: int = 0
 
 
 def run_stages(stages: list[Stage], doc: Document) -> Document | None:
@@ -68,8 +71,9 @@ def run_stages(stages: list[Stage], doc: Document) -> Document | None:
     return doc
 
 
-def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
-    """The stages that need the whole corpus in order (deferred to `merge` for shards)."""
+def ordered_stages(cfg: PrepareConfig) -> list[Stage]:
+    """The stages that see the documents in input order, after the per-document ones: dedup
+    (first occurrence wins) then sampling."""
     stages: list[Stage] = []
     if cfg.dedup != "none":
         stages.append(
@@ -84,6 +88,27 @@ def dedup_and_sample_stages(cfg: PrepareConfig) -> list[Stage]:
     if cfg.sample == "random":
         stages.append(HashSampler(cfg.sample_fraction, cfg.seed))
     return stages
+
+
+def dedup_block(dedup: Deduplicator | ShuffledDecisions, block: CleanedBlock) -> list[Document]:
+    """The documents of a cleaned block that are no copy of an earlier one, with dedup's
+    counts and time (the fingerprints' share was spent where the block was cleaned)."""
+    assert block.prints is not None
+    stats = dedup.stats
+    started = time.perf_counter()
+    decisions = dedup.decide(block.docs, block.prints)
+    kept = [doc for doc, keep in zip(block.docs, decisions, strict=True) if keep]
+    stats.seconds += time.perf_counter() - started + block.fingerprint_seconds
+    stats.docs_in += len(block.docs)
+    stats.chars_in += sum(len(doc.text) for doc in block.docs)
+    stats.docs_out += len(kept)
+    stats.chars_out += sum(len(doc.text) for doc in kept)
+    return kept
+
+
+def block_cache_dir(output: Path) -> Path:
+    """Finished blocks of a run, beside `--output`, kept until the run succeeds."""
+    return output.parent / f".{output.name}.blocks"
 
 
 def content_options(cfg: PrepareConfig) -> dict[str, Any]:
@@ -117,18 +142,13 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     from lmforge.data.pack import token_dtype
     from lmforge.data.tokenizer import end_of_text_id, load_tokenizer
 
-    shard = cfg.shard_index
-    owns: Callable[[int], bool] = (
-        (lambda ordinal: ordinal % shard[1] == shard[0]) if shard else (lambda ordinal: True)
-    )
     options = ReadOptions(
         cfg.txt_mode, cfg.text_field, cfg.text_column, cfg.strict, encoding=cfg.encoding
     )
     fixed = cfg.fixed_splits
-    reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, owns, fixed)
+    reader = Reader([*cfg.inputs, *cfg.valid_inputs, *cfg.test_inputs], options, fixed)
     reused = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
 
-    stages = _cleaning_stages(cfg)
     representative = cfg.representative_clusters > 0
     seconds: dict[str, float] = {}
     output = Path(cfg.output)
@@ -142,14 +162,36 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         def route(doc: Document) -> None:
             spills[doc.split or split_of(doc.text, cfg.split, cfg.seed)].write(doc)
 
-        started = time.perf_counter()
+        cleaning = [s.stats for s in document_stages(cfg)]
+        ordered = ordered_stages(cfg)
+        dedup = next((s for s in ordered if isinstance(s, Deduplicator)), None)
+        cache = BlockCache(block_cache_dir(output), cfg)
         with progress_bar("read + clean", reader.total_bytes / 1e6 or None, "MB") as bar:
             reader.on_bytes = lambda n: bar.advance(n / 1e6)
-            for raw in reader.documents():
-                if (doc := run_stages(stages, raw)) is not None:
-                    (pool.write if pool else route)(doc)
-        seconds["read"] = time.perf_counter() - started - sum(s.stats.seconds for s in stages)
-        stage_stats = [reader.stats, *(s.stats for s in stages)]
+            reading = {"seconds": 0.0}
+            blocks = _timed(blocks_of(reader.documents(), cfg.block_docs), reading)
+            decider: Deduplicator | ShuffledDecisions | None = dedup
+            if cfg.engine == "ray":
+                from lmforge.data.engines.ray import ray_cleaned_blocks
+
+                done, decider = ray_cleaned_blocks(cfg, blocks, dedup)
+            else:
+                workers = cfg.workers or default_workers()
+                done = cleaned_blocks(
+                    cfg, blocks, workers=workers, fingerprint=dedup is not None, cache=cache
+                )
+            for block in done:
+                for total, part in zip(cleaning, block.stats, strict=True):
+                    total.absorb(part)
+                kept = block.docs
+                if decider is not None:
+                    kept = dedup_block(decider, block)
+                after = ordered[1:] if dedup is not None else ordered
+                for doc in kept:
+                    if (chosen := run_stages(after, doc)) is not None:
+                        (pool.write if pool else route)(chosen)
+        seconds["read"] = reading["seconds"]
+        stage_stats = [reader.stats, *cleaning, *(s.stats for s in ordered)]
 
         if pool is not None:
             pool.close()
@@ -178,7 +220,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         seconds["tokenizer"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        splits = _pack_splits(spills, tokenizer, tmp, with_ordinals=shard is not None)
+        splits = _pack_splits(spills, tokenizer, tmp)
         seconds["pack"] = time.perf_counter() - started
         for written in (*spills.values(), pool):
             if written is not None:
@@ -200,18 +242,13 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 "vocab_size": tokenizer.get_vocab_size(),
                 "end_of_text_id": end_of_text_id(tokenizer),
             },
-            "versions": library_versions("tokenizers", "numpy", "datasketch", "scikit-learn"),
+            "versions": library_versions("tokenizers", "numpy", "scikit-learn"),
         }
         if canaries:
             manifest["canaries"] = manifest_entry(canaries)
-        if shard is not None:
-            manifest["shard"] = {
-                "index": shard[0],
-                "count": shard[1],
-                "deferred": ["dedup", "sample"],
-            }
         DatasetManifest.write(tmp, manifest)
-    return PrepareResult(output, manifest, seconds)
+    cache.remove()
+    return PrepareResult(output, manifest, seconds, cache.reused)
 
 
 def _sample_representative(
@@ -236,11 +273,8 @@ def _sample_representative(
     return stats
 
 
-def _pack_splits(
-    spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path, with_ordinals: bool
-) -> dict[str, Any]:
-    """Encode and pack every split's documents into `out/NAME.bin` (and, for a shard, the
-    ordinals the merge orders them by); their manifest entries."""
+def _pack_splits(spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path) -> dict[str, Any]:
+    """Encode and pack every split's documents into `out/NAME.bin`; their manifest entries."""
     from lmforge.data.pack import pack
 
     splits: dict[str, Any] = {}
@@ -252,28 +286,9 @@ def _pack_splits(
                 tokenizer,
                 out / f"{name}.bin",
                 on_batch=bar.advance,
-                ordinals_out=out / f"{name}.ordinals" if with_ordinals else None,
             )
             splits[name] = split_entry(out, name, docs, tokens, words)
     return splits
-
-
-def _cleaning_stages(cfg: PrepareConfig) -> list[Stage]:
-    """normalize → filter → PII → (dedup → sample, unless a shard defers them to the merge)."""
-    stages: list[Stage] = [
-        Normalizer(markup=cfg.strip_markup),
-        QualityFilter(
-            min_chars=cfg.min_chars,
-            max_chars=cfg.max_chars,
-            min_alpha_fraction=cfg.min_alpha_fraction,
-            max_repeated_line_fraction=cfg.max_repeated_line_fraction,
-        ),
-    ]
-    if cfg.pii:
-        stages.append(PiiRedactor(phone_region=cfg.pii_phone_region))
-    if cfg.shard_index is None:
-        stages += dedup_and_sample_stages(cfg)
-    return stages
 
 
 def _tokenizer(
@@ -300,8 +315,6 @@ def split_entry(directory: Path, name: str, docs: int, tokens: int, words: int) 
     file = f"{name}.bin"
     entry: dict[str, Any] = {"file": file, "documents": docs, "tokens": tokens, "words": words}
     entry["sha256"] = sha256_file(directory / file)
-    if (directory / f"{name}.ordinals").exists():
-        entry["ordinals"] = f"{name}.ordinals"
     return entry
 
 
@@ -317,6 +330,18 @@ class _Select:
             return doc
         self.stats.drop("not_representative", doc)
         return None
+
+
+def _timed(items: Iterator[list[Document]], spent: dict[str, float]) -> Iterator[list[Document]]:
+    """`items`, adding the time spent producing each to `spent["seconds"]` (the reading's
+    share; the stages' seconds are their workers' own, summed over workers)."""
+    while True:
+        started = time.perf_counter()
+        item = next(items, None)
+        spent["seconds"] += time.perf_counter() - started
+        if item is None:
+            return
+        yield item
 
 
 def _removal_summary(stats: list[StageStats]) -> str:

@@ -113,22 +113,16 @@ _SUPPORTED = "supported: .txt .jsonl .json .csv .tsv .parquet, each optionally .
 
 
 class Reader:
-    """Turns input specs into one stream of `Document`s numbered by their position (ordinal).
-
-    `owns(ordinal)` selects the records this process handles (all of them, or one shard's
-    slice); records it does not own are counted by the process that owns them.
-    """
+    """Turns input specs into one stream of `Document`s numbered by their position (ordinal)."""
 
     def __init__(
         self,
         specs: Iterable[str],
         options: ReadOptions,
-        owns: Callable[[int], bool] = lambda ordinal: True,
         fixed_splits: dict[str, str] | None = None,
     ) -> None:
         self.options = options
         self.fixed_splits = fixed_splits or {}
-        self.owns = owns
         self.stats = StageStats("read")
         self.specs = list(specs)
         self.files: dict[str, list[SourceFile]] = {}
@@ -191,8 +185,6 @@ class Reader:
     def _next(self, text: str, origin: str) -> Document | None:
         ordinal = self._ordinal
         self._ordinal += 1
-        if not self.owns(ordinal):
-            return None
         self.stats.docs_in += 1
         self.stats.chars_in += len(text)
         self.stats.docs_out += 1
@@ -204,9 +196,8 @@ class Reader:
         self._ordinal += 1
         if self.options.strict:
             raise DataError(f"{origin}: {detail}", hint="fix the record, or drop --strict to skip")
-        if self.owns(ordinal):
-            self.stats.docs_in += 1
-            self.stats.drop(reason, Document("", origin, ordinal), example=detail)
+        self.stats.docs_in += 1
+        self.stats.drop(reason, Document("", origin, ordinal), example=detail)
 
     def _emit_texts(self, spec: str, texts: Iterable[tuple[str, str]]) -> Iterator[Document]:
         import hashlib

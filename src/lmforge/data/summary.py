@@ -9,6 +9,45 @@ from rich.table import Table
 
 from lmforge.data.split import SPLITS
 
+# A stage that removed more than this share of the corpus's characters is named at the end,
+# with the option that keeps them: a default that silently drops text is a surprise.
+DROPPED_SHARE = 0.02
+KEEP_OPTION = {
+    "too_short": (
+        "--min-chars 0, or --txt-mode paragraph (short lines such as headings or speaker "
+        "names then stay inside their paragraph)"
+    ),
+    "too_long": "a higher --max-chars",
+    "low_alpha_fraction": "a lower --min-alpha-fraction",
+    "repeated_lines": "a higher --max-repeated-line-fraction",
+    "exact_duplicate": "--dedup none",
+    "near_duplicate": "--dedup exact, or a higher --near-dup-threshold",
+    "not_sampled": "--sample-fraction 1",
+    "not_representative": "--sample-fraction 1",
+}
+
+
+def dropped_notes(manifest: dict[str, Any]) -> list[str]:
+    """One line per stage that removed more than DROPPED_SHARE of the characters read."""
+    stages = manifest["stages"]
+    read = stages[0]["chars_in"] if stages else 0
+    notes = []
+    for stage in stages:
+        removed = stage["chars_in"] - stage["chars_out"]
+        if not read or removed / read <= DROPPED_SHARE:
+            continue
+        reasons = sorted(stage["removed"].items(), key=lambda item: -item[1])
+        what = [
+            f"{r} {_n(n)}" + (f": {KEEP_OPTION[r]} keeps them" if r in KEEP_OPTION else "")
+            for r, n in reasons
+        ]
+        notes.append(
+            f"{stage['name']} removed {removed / read:.1%} of the characters ("
+            + ("; ".join(what) or "text within documents")
+            + ")"
+        )
+    return notes
+
 
 def _n(value: int) -> str:
     return f"{value:,}"
@@ -58,7 +97,11 @@ def split_table(manifest: dict[str, Any]) -> Table:
 
 
 def print_summary(
-    manifest: dict[str, Any], where: str, console: Console, seconds: dict[str, float] | None = None
+    manifest: dict[str, Any],
+    where: str,
+    console: Console,
+    seconds: dict[str, float] | None = None,
+    resumed_blocks: int = 0,
 ) -> None:
     tok = manifest["tokenizer"]
     console.print(stage_table(manifest, seconds))
@@ -79,4 +122,8 @@ def print_summary(
         console.print(
             "PII redacted: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
         )
+    if resumed_blocks:
+        console.print(f"resumed: {_n(resumed_blocks)} blocks were done by an interrupted run")
+    for note in dropped_notes(manifest):
+        console.print(f"[yellow]dropped:[/yellow] {note}")
     console.print(f"dataset: [bold]{where}[/bold]")
