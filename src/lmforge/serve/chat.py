@@ -15,7 +15,6 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,8 @@ class ChatTemplate:
         from transformers.utils.chat_template_utils import render_jinja_template
 
         try:
-            rendered, _ = render_jinja_template(
+            # Annotated as a str, it returns (rendered conversations, generation indices).
+            result: Any = render_jinja_template(
                 [list(messages)],
                 chat_template=self.source,
                 add_generation_prompt=True,
@@ -68,7 +68,7 @@ class ChatTemplate:
             )
         except JinjaError as exc:
             raise TemplateError(f"the chat template ({self.origin}) failed: {exc}") from None
-        return str(rendered[0])
+        return str(result[0][0])
 
     def check(self) -> None:
         """Compile the template now, so a broken one fails at startup, not at a request."""
@@ -104,10 +104,10 @@ def _own_template(config: dict[str, Any], model_dir: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-@lru_cache(maxsize=16)
 def chat_template(model_dir: Path, override: str = "") -> ChatTemplate:
     """The chat template of the model in `model_dir`: the `override` file (a Jinja template,
-    as transformers reads them), else the model's own, else the default; compiled once."""
+    as transformers reads them), else the model's own, else the default; compiled now, so a
+    broken one fails at startup."""
     config: dict[str, Any] = {}
     config_path = model_dir / "tokenizer_config.json"
     if config_path.is_file():
@@ -115,7 +115,7 @@ def chat_template(model_dir: Path, override: str = "") -> ChatTemplate:
             config = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             log.warning("cannot read %s (%s); no chat template from it", config_path, exc)
-    tokens = {name: _token(config.get(name)) for name in ("bos_token", "eos_token")}
+    bos, eos = _token(config.get("bos_token")), _token(config.get("eos_token"))
     if override:
         try:
             source = Path(override).read_text(encoding="utf-8")
@@ -124,12 +124,14 @@ def chat_template(model_dir: Path, override: str = "") -> ChatTemplate:
                 f"cannot read the chat template {override}: {exc.strerror}",
                 hint="pass a Jinja file to --chat-template",
             ) from None
-        template = ChatTemplate(source, f"--chat-template {override}", **tokens)
+        template = ChatTemplate(source, f"--chat-template {override}", bos_token=bos, eos_token=eos)
     elif (own := _own_template(config, model_dir)) is not None:
-        template = ChatTemplate(own, f"the chat template of {model_dir}", **tokens)
+        template = ChatTemplate(
+            own, f"the chat template of {model_dir}", bos_token=bos, eos_token=eos
+        )
     else:
         template = ChatTemplate(
-            DEFAULT_TEMPLATE, "the default chat template", DEFAULT_STOPS, True, **tokens
+            DEFAULT_TEMPLATE, "the default chat template", DEFAULT_STOPS, True, bos, eos
         )
     template.check()
     return template
