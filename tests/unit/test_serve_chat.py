@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lmforge.errors import ConfigError
-from lmforge.serve.chat import DEFAULT_STOPS, Reply, chat_template
+from lmforge.serve.chat import DEFAULT_STOPS, ChatTemplate, Reply, TemplateError, chat_template
 from lmforge.serve.engine import Engine
 from lmforge.serve.request import ContextExceeded, new_token_budget
 from lmforge.serve.state import ModelInfo
@@ -67,6 +67,10 @@ def test_a_models_own_template_and_an_override_file(tiny_model: Path, tmp_path: 
         chat_template(own, str(override))
     with pytest.raises(ConfigError, match="cannot read the chat template"):
         chat_template(own, str(tmp_path / "missing.jinja"))
+    # What a template raises for a request's messages is the request's error (400).
+    strict = ChatTemplate("{{ raise_exception('roles must alternate') }}", "a test template")
+    with pytest.raises(TemplateError, match=r"a test template.*roles must alternate"):
+        strict.render(TURNS)
 
 
 def test_the_budget_must_fit_the_context_unless_none_is_asked() -> None:

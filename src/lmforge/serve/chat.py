@@ -66,7 +66,9 @@ class ChatTemplate:
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
             )
-        except JinjaError as exc:
+        except (JinjaError, TypeError, ValueError, LookupError) as exc:
+            # The template is the model's or the operator's code: what it raises for these
+            # messages is the request's problem to fix, not a server error.
             raise TemplateError(f"the chat template ({self.origin}) failed: {exc}") from None
         return str(result[0][0])
 
