@@ -1,7 +1,7 @@
 """The web playground in a real headless Chromium (Debian's chromium + chromedriver, driven by
 Selenium), served through the real nginx of `lmforge deploy local`: a wrong key shows the 401
-message, generation streams tokens into the page, every tab runs, and a screenshot is kept in
-test-artifacts/ for people to look at."""
+message, generation streams tokens into the page, every tab runs (chat: a conversation of two
+messages), and screenshots are kept in test-artifacts/ for people to look at."""
 
 from __future__ import annotations
 
@@ -111,4 +111,21 @@ def test_playground_through_nginx_in_chromium(deployment, browser) -> None:
         assert "error" not in out.get_attribute("class"), out.text
         assert expect in out.text
     browser.save_screenshot(str(ARTIFACTS / "playground-summarize.png"))
+
+    # Chat: two messages make a conversation of four turns, each reply streamed in.
+    browser.find_element(By.CSS_SELECTOR, 'nav button[data-tab="chat"]').click()
+    assert browser.find_element(By.ID, "chat").is_displayed()
+    for message, turns in (("", 2), ("And a tuple?", 4)):
+        if message:
+            browser.find_element(By.ID, "chat-input").send_keys(message)
+        browser.find_element(By.ID, "run-chat").click()
+        wait.until(lambda _: "finish:" in text("chat-stats") or text("chat-output"))
+        assert not text("chat-output"), text("chat-output")
+        log = browser.find_elements(By.CSS_SELECTOR, "#chat-log .turn")
+        assert [t.get_attribute("class") for t in log] == ["turn user", "turn assistant"] * (
+            turns // 2
+        )
+    assert log[2].text == "And a tuple?" and "tokens in" in text("chat-stats")
+    assert not browser.find_element(By.ID, "chat-output").is_displayed()
+    browser.save_screenshot(str(ARTIFACTS / "playground-chat.png"))
     assert (ARTIFACTS / "playground.png").read_bytes()[:4] == b"\x89PNG"

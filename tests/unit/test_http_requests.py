@@ -44,18 +44,27 @@ def test_openai_bodies_use_their_own_spelling_and_ignore_extras() -> None:
 
 
 def test_completions_clamp_max_and_min_tokens_to_the_cap(served: tuple[Engine, ModelInfo]) -> None:
-    """Was 400 "min_new_tokens=600 exceeds max": the cap clamped max_tokens only."""
+    """Was 400 "min_new_tokens=600 exceeds max": the cap clamped max_tokens only. Under a
+    cap the context holds, both are clamped to it; over the context, /v1/completions says so
+    (vLLM's 400) while /v1/generate still stops at the window."""
     body = {"prompt": "the", "max_tokens": 1000, "min_tokens": 600, "temperature": 0}
+    with client(app_state(served, max_new_tokens=40)) as test_client:
+        capped = test_client.post("/v1/completions", json=body)
     with client(app_state(served)) as test_client:
         answer = test_client.post("/v1/completions", json=body)
         native = test_client.post(
             "/v1/generate", json={"prompt": "the", "max_new_tokens": 1000, "min_new_tokens": 600}
         )
-    assert answer.status_code == 200, answer.text
+    assert capped.status_code == 200, capped.text
+    assert capped.json()["choices"][0]["finish_reason"] == "length"
+    assert capped.json()["usage"]["completion_tokens"] == 40
     assert native.status_code == 200, native.text
     # The tiny model's 128-token context ends the generation before the cap of 512 does.
-    assert answer.json()["choices"][0]["finish_reason"] == "length"
-    assert 0 < answer.json()["usage"]["completion_tokens"] <= 512
+    assert native.json()["finish_reason"] == "length"
+    assert 0 < native.json()["usage"]["completion_tokens"] <= 512
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]["message"]
+    assert "maximum context length is 128 tokens" in message and "513 tokens" in message
 
 
 def test_summaries_are_asked_for_in_the_training_format(served: tuple[Engine, ModelInfo]) -> None:

@@ -42,6 +42,11 @@ class EngineSettings:
     max_seq_len: int = option(
         0, "Context per sequence in tokens (0 = the model's; less shrinks the KV cache).", ge=0
     )
+    chat_template: str = option(
+        "",
+        "Jinja chat template file for /v1/chat/completions, as transformers reads them "
+        "(default: the model's own, else plain-text turns; see docs/api.md).",
+    )
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lmforge.config import declared_problems
 from lmforge.config.serve import EngineSettings
 from lmforge.errors import ConfigError, EngineError
+from lmforge.serve.chat import chat_template
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams, check_runnable
 from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler
 from lmforge.serve.stream import Event, Stream, deliver, final_event, follow, merge, wait
@@ -65,6 +66,16 @@ class Tracked:
         return hit
 
 
+def scored_logprobs(request: Request) -> list[dict[str, Any]]:
+    """A score request's log-probabilities in the shape of a generation's `Event.logprobs`:
+    per scored token (`prompt_ids[score_from:]`), its id, log-probability and the top ones."""
+    scored = request.prompt_ids[max(request.score_from, 1) :]
+    return [
+        {"token_id": token, "logprob": logprob, "top": top}
+        for token, logprob, top in zip(scored, request.scores, request.top_scores, strict=True)
+    ]
+
+
 class Engine:
     """Loads the model on its own thread, which then runs the loop once `start()` is called.
     The thread that runs the steps must be the one that built the model: PyTorch's CPU
@@ -76,6 +87,7 @@ class Engine:
         if problems := declared_problems(self.settings):
             raise ConfigError("bad engine settings: " + "; ".join(problems))
         self.tokenizer = load_tokenizer(self.model_dir)
+        self.chat_template = chat_template(self.model_dir, self.settings.chat_template)
         self.stats = Stats(slots_total=self.settings.kv_slots)
         self.dead: str | None = None
         self._lock = threading.Lock()
@@ -286,6 +298,7 @@ class Engine:
         if request.finished:
             return
         request.scores += output.scores
+        request.top_scores += output.top_scores
         if output.error:
             self.scheduler.finish(request, FinishReason.ERROR, output.error)
             return self._emit_final(request)
@@ -318,6 +331,8 @@ class Engine:
         self.runner.release(request)
         if tracked is not None:
             event = event or Event(request.request_id, embedding=embedding)
+            if request.top_scores:
+                event.logprobs = scored_logprobs(request)
             self._outbox.append((tracked.stream, final_event(request, event)))
 
     def _flush(self) -> None:

@@ -27,6 +27,32 @@ class PromptTooLong(InvalidRequest):
     """The prompt leaves no room in the model's context."""
 
 
+class ContextExceeded(PromptTooLong):
+    """The prompt and the new tokens asked for do not fit the model's context."""
+
+
+def new_token_budget(
+    requested: int | None, default: int, prompt_tokens: int, context: int, cap: int
+) -> int:
+    """New tokens for one prompt of `prompt_tokens`: `requested` (up to the server's `cap`)
+    when the context holds it with the prompt, else `ContextExceeded` naming both numbers
+    (as vLLM answers); none requested: `default`, less when the context has less room."""
+    if requested is None:
+        return max(1, min(default, cap, context - prompt_tokens))
+    asked = min(requested, cap)
+    if prompt_tokens + asked > context:
+        capped = (
+            f" (max_tokens {requested} capped by the server to {cap})" if asked < requested else ""
+        )
+        raise ContextExceeded(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{prompt_tokens + asked} tokens ({prompt_tokens} in the prompt, {asked} in the "
+            f"completion{capped}). Please reduce the length of the prompt or the completion, "
+            "or ask for truncate_prompt_tokens."
+        )
+    return asked
+
+
 class Kind(StrEnum):
     GENERATE = "generate"
     SCORE = "score"
@@ -155,6 +181,7 @@ class Request:
     finish_reason: FinishReason | None = None
     error: str | None = None
     scores: list[float] = field(default_factory=list)
+    top_scores: list[dict[int, float]] = field(default_factory=list)
     aborted: bool = False
     first_token_at: float | None = None
     scheduled_at: float | None = None
@@ -205,6 +232,8 @@ def check_runnable(request: Request, vocab_size: int, labels: Sequence[str] = ()
         )
     if request.kind is Kind.GENERATE and (problems := request.params.problems()):
         raise InvalidRequest("bad sampling parameters: " + "; ".join(problems))
+    if request.kind is Kind.SCORE and not 0 <= request.params.logprobs <= 20:
+        raise InvalidRequest(f"logprobs={request.params.logprobs} must be in [0, 20]")
     if not request.prompt_ids:
         raise InvalidRequest("the prompt is empty; give at least one token")
     if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab_size:

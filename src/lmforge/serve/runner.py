@@ -30,10 +30,12 @@ class ChunkOutput:
     """What one chunk produced: a sampled token (generate, once its prompt is complete), the
     log-probabilities of its scored tokens (score), pooled state (embed), the label
     probabilities in id order or a regression head's raw value (classify, once its text is
-    complete), or an error."""
+    complete), or an error. A score request that asks for logprobs also gets the most likely
+    tokens at each scored position."""
 
     token: TokenOutput | None = None
     scores: list[float] = field(default_factory=list)
+    top_scores: list[dict[int, float]] = field(default_factory=list)
     embedding: list[float] | None = None
     error: str | None = None
 
@@ -122,7 +124,9 @@ class Runner:
             if request.kind is Kind.GENERATE and chunk.completes_prompt:
                 sampled.append((index, end - 1))
             elif request.kind is Kind.SCORE:
-                outputs[index].scores = self._scores(chunk, hidden[offset:end])
+                outputs[index].scores, outputs[index].top_scores = self._scores(
+                    chunk, hidden[offset:end]
+                )
             elif request.kind is Kind.EMBED:
                 outputs[index].embedding = self._pool(chunk, hidden[offset:end])
             elif request.kind is Kind.CLASSIFY and chunk.completes_prompt:
@@ -157,18 +161,27 @@ class Runner:
             else:
                 outputs[index].error = "the model produced NaN or Inf logits"
 
-    def _scores(self, chunk: Chunk, hidden: torch.Tensor) -> list[float]:
-        """Log-probabilities of the tokens at positions >= score_from that this chunk predicts:
-        the hidden state at position p predicts the token at p + 1."""
+    def _scores(
+        self, chunk: Chunk, hidden: torch.Tensor
+    ) -> tuple[list[float], list[dict[int, float]]]:
+        """Log-probabilities of the tokens at positions >= score_from that this chunk predicts
+        (the hidden state at position p predicts the token at p + 1), and the request's
+        `params.logprobs` most likely tokens at each (none when it asks for 0)."""
         request = chunk.request
         first = max(request.score_from, 1) - 1
         last = len(request.prompt_ids) - 2
         lo, hi = max(first, chunk.start), min(last, chunk.start + chunk.length - 1)
         if lo > hi:
-            return []
+            return [], []
         rows = hidden[lo - chunk.start : hi - chunk.start + 1]
-        targets = torch.tensor(request.prompt_ids[lo + 1 : hi + 2], device=rows.device)
-        return sampling.token_logprobs(self.model.logits(rows), targets)
+        targets = request.prompt_ids[lo + 1 : hi + 2]
+        logits = self.model.logits(rows)
+        scores = sampling.token_logprobs(logits, torch.tensor(targets, device=rows.device))
+        count = request.params.logprobs
+        if not count:
+            return scores, []
+        picked = sampling.top_logprobs(logits, targets, [count] * len(targets))
+        return scores, [top for _, top in picked]
 
     def _pool(self, chunk: Chunk, hidden: torch.Tensor) -> list[float] | None:
         """Mean pooling sums over chunks; the chunk that completes the prompt returns it."""

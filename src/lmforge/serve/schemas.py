@@ -26,6 +26,12 @@ from lmforge.serve.request import MAX_STOP_CHARS, MAX_STOPS
 
 # The most prompts one completions request may carry (each is one engine request).
 MAX_PROMPTS = 256
+# The most choices per prompt (`n`): each is one engine request.
+MAX_CHOICES = 8
+# The most messages of one chat request.
+MAX_MESSAGES = 256
+# OpenAI's default max_tokens of a completion.
+DEFAULT_MAX_TOKENS = 16
 
 
 def _unicode(value: str) -> str:
@@ -266,37 +272,114 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class CompletionRequest(OpenAIBase):
+# Token ids as a prompt: one prompt, or a list of prompts.
+TokenIds = Annotated[list[Int], Field(min_length=1)]
+
+
+class OpenAISampling(OpenAIBase):
+    """The sampling fields completions and chat share (OpenAI's, then vLLM's extras)."""
+
     model: str | None = None
-    prompt: Unicode | Annotated[list[Unicode], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
-        ...,
-        description="An empty prompt generates from the start of a document; a list of up "
-        f"to {MAX_PROMPTS}.",
-    )
-    max_tokens: Int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    n: Int = Field(1, ge=1, le=1, description="Only n=1 is supported.")
+    n: Int = Field(
+        1, ge=1, le=MAX_CHOICES, description=f"Choices per prompt (at most {MAX_CHOICES})."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Stop = None
-    seed: Int | None = None
-    logprobs: Int | None = Field(None, ge=0, le=20)
-    echo: bool = False
+    seed: Int | None = Field(
+        None, description="Choice i of a prompt samples with seed + i (so n choices differ)."
+    )
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    # vLLM's extras, which benchmark tools rely on.
+    # vLLM's extras, which benchmark tools and evaluation harnesses rely on.
     ignore_eos: bool = False
     min_tokens: Int = Field(0, ge=0)
     top_k: Int = Field(0, ge=0)
     repetition_penalty: float = Field(1.0, gt=0, le=10)
+    truncate_prompt_tokens: Literal[-1] | Annotated[Int, Field(ge=1)] | None = Field(
+        None,
+        description="Keep only the prompt's last N tokens (-1: as many as fit the context "
+        "with the new tokens). Without it, a prompt plus max_tokens over the context is 400.",
+    )
 
     def sampling(self) -> dict[str, Any]:
-        """The declared fields (not the extras a client may add) in the native spelling, as
-        `SamplingParams.from_body` reads them."""
-        fields = self.model_dump(include=set(type(self).model_fields))
-        fields["max_new_tokens"] = fields.pop("max_tokens")
+        """The declared sampling fields (not the extras a client may add) in the native
+        spelling, as `SamplingParams.from_body` reads them; the new-token budget is the
+        route's to set."""
+        fields = self.model_dump(include=set(OpenAISampling.model_fields))
         fields["min_new_tokens"] = fields.pop("min_tokens")
+        return fields
+
+
+class CompletionRequest(OpenAISampling):
+    prompt: (
+        Unicode
+        | Annotated[list[Unicode], Field(min_length=1, max_length=MAX_PROMPTS)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_PROMPTS)]
+    ) = Field(
+        ...,
+        description="A text, token ids, or a list of up to "
+        f"{MAX_PROMPTS} of either. An empty text generates from the start of a document "
+        "(after <|endoftext|>).",
+    )
+    max_tokens: Int | None = Field(
+        None,
+        ge=0,
+        description="New tokens per choice (default 16, less when the context has less "
+        "room); 0 only with echo (score the prompt).",
+    )
+    logprobs: Int | None = Field(None, ge=0, le=20)
+    echo: bool = Field(
+        False, description="Return the prompt before the text (with logprobs: its tokens')."
+    )
+
+    @property
+    def requested_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def sampling(self) -> dict[str, Any]:
+        fields = super().sampling()
+        fields["max_new_tokens"] = (
+            DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
+        )
+        fields["logprobs"] = self.logprobs
+        return fields
+
+
+class ChatContentPart(OpenAIBase):
+    type: Literal["text"]
+    text: Unicode
+
+
+class ChatMessage(OpenAIBase):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Unicode | list[ChatContentPart] | None = None
+
+
+class ChatCompletionRequest(OpenAISampling):
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=MAX_MESSAGES)
+    max_completion_tokens: Int | None = Field(
+        None, ge=1, description="New tokens per choice (default: what the context has room for)."
+    )
+    max_tokens: Int | None = Field(
+        None, ge=1, description="The older name of max_completion_tokens."
+    )
+    logprobs: bool = False
+    top_logprobs: Int | None = Field(None, ge=0, le=20, description="With logprobs: true.")
+
+    @property
+    def requested_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens else self.max_tokens
+
+    def sampling(self) -> dict[str, Any]:
+        fields = super().sampling()
+        fields["max_new_tokens"] = self.requested_tokens or DEFAULT_MAX_TOKENS
+        # The chosen token's log-probability needs at least one ranked token; the answer
+        # shows `top_logprobs` of them.
+        fields["logprobs"] = max(self.top_logprobs or 0, 1) if self.logprobs else 0
         return fields
 
 
