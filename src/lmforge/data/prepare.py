@@ -183,6 +183,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
             for block in done:
                 for total, part in zip(cleaning, block.stats, strict=True):
                     total.absorb(part)
+                bar.update(description=_progress_line(reader.stats, cleaning, ordered))
                 kept = block.docs
                 if decider is not None:
                     kept = dedup_block(decider, block)
@@ -330,6 +331,14 @@ class _Select:
             return doc
         self.stats.drop("not_representative", doc)
         return None
+
+
+def _progress_line(read: StageStats, cleaning: list[StageStats], ordered: list[Stage]) -> str:
+    """`read + clean: 12,345 docs; filter kept 12,001; dedup kept 11,900`: where the
+    documents go, stage by stage, over the whole corpus."""
+    parts = [f"read + clean: {read.docs_in:,} docs"]
+    parts += [f"{s.name} kept {s.docs_out:,}" for s in (*cleaning, *(o.stats for o in ordered))]
+    return "; ".join(parts)
 
 
 def _timed(items: Iterator[list[Document]], spent: dict[str, float]) -> Iterator[list[Document]]:
