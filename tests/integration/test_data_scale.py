@@ -61,10 +61,10 @@ def test_output_is_the_single_process_pipelines_whatever_the_workers(
 
 
 def test_killed_run_resumes_from_finished_blocks(tmp_path: Path) -> None:
-    lines = corpus("ptb/ptb.train.txt").read_text(encoding="utf-8").splitlines()[:8000]
-    source = tmp_path / "ptb8k.txt"
+    lines = corpus("ptb/ptb.train.txt").read_text(encoding="utf-8").splitlines()[:5000]
+    source = tmp_path / "ptb5k.txt"
     source.write_text("\n".join(lines + lines[:500]) + "\n", encoding="utf-8")
-    args = [str(source), "--vocab-size", "1000", "--block-docs", "100", "--workers", "2"]
+    args = [str(source), "--vocab-size", "1000", "--block-docs", "60", "--workers", "2"]
     out, cache = tmp_path / "ds", tmp_path / ".ds.blocks"
     command = [sys.executable, "-m", "lmforge", "data", "prepare", *args, "--output", str(out)]
     process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.DEVNULL)

@@ -1,12 +1,15 @@
 """`lmforge data prepare`: raw text in, dataset dir out (DESIGN.md §4).
 
-Pass 1 streams every source through normalize → filter → PII → dedup → sample and routes each
-kept document to its split's spill file. Pass 2 trains the tokenizer on the train spill (or
-loads one). Pass 3 encodes the spills into `.bin` token files. All of it happens in a
-temporary dir that replaces `--output` only when everything succeeded.
+Pass 1 reads every source in blocks; an engine (`engines/local.py`: a process pool;
+`engines/ray.py`: Ray tasks) runs normalize → filter → PII → dedup fingerprints over each
+block (`blocks.py`), and the blocks come back in input order to the dedup decisions and
+sampling, which route each kept document to its split's spill file: the output does not
+depend on the engine or the number of workers. Pass 2 trains the tokenizer on the train
+spill (or loads one). Pass 3 encodes the spills into `.bin` token files. All of it happens in
+a temporary dir that replaces `--output` only when everything succeeded.
 
-Slightly over ~300 lines: the pipeline's phases (stages, sample, tokenizer, packing, manifest)
-are each a function here, in the order they run, so the whole pass reads in one place.
+Over ~300 lines: the pipeline's phases (stages, sample, tokenizer, packing, manifest) are
+each a function here, in the order they run, so the whole pass reads in one place.
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
             for block in done:
                 for total, part in zip(cleaning, block.stats, strict=True):
                     total.absorb(part)
+                bar.update(description=_progress_line(reader.stats, cleaning, ordered))
                 kept = block.docs
                 if decider is not None:
                     kept = dedup_block(decider, block)
@@ -330,6 +334,14 @@ class _Select:
             return doc
         self.stats.drop("not_representative", doc)
         return None
+
+
+def _progress_line(read: StageStats, cleaning: list[StageStats], ordered: list[Stage]) -> str:
+    """`read + clean: 12,345 docs; filter kept 12,001; dedup kept 11,900`: where the
+    documents go, stage by stage, over the whole corpus."""
+    parts = [f"read + clean: {read.docs_in:,} docs"]
+    parts += [f"{s.name} kept {s.docs_out:,}" for s in (*cleaning, *(o.stats for o in ordered))]
+    return "; ".join(parts)
 
 
 def _timed(items: Iterator[list[Document]], spent: dict[str, float]) -> Iterator[list[Document]]:
