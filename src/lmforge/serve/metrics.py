@@ -75,6 +75,12 @@ class Metrics:
         self.slot_usage = Gauge(
             "lmforge_kv_slot_usage", "Fraction of KV slots in use", ["model"], registry=r
         )
+        # Cumulative engine figures, set from its snapshot (rate() of their ratio is the mean
+        # step time; a hot swap starts them again from zero, which rate() reads as a reset).
+        self.steps = Gauge("lmforge_engine_steps", "Engine steps run", ["model"], registry=r)
+        self.step_seconds = Gauge(
+            "lmforge_engine_step_seconds", "Seconds spent in engine steps", ["model"], registry=r
+        )
         self.in_flight = Gauge("lmforge_http_in_flight", "HTTP requests in progress", registry=r)
         self.ready = Gauge("lmforge_ready", "1 when ready to serve", registry=r)
         self.model = Info(
@@ -101,3 +107,5 @@ class Metrics:
         self.queue_size.labels(model).set(stats.waiting)
         self.running.labels(model).set(stats.running)
         self.slot_usage.labels(model).set(stats.slots_used / max(stats.slots_total, 1))
+        self.steps.labels(model).set(stats.steps)
+        self.step_seconds.labels(model).set(stats.step_seconds)
