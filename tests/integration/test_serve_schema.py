@@ -18,10 +18,10 @@ from tests.integration.servers import API_KEY, Server
 
 pytestmark = pytest.mark.integration
 
-# Generation and embedding routes refuse a prompt longer than the context, and a prompt plus
-# max_tokens over it (as OpenAI and vLLM do):
-# a limit in tokens, which no JSON Schema of a string can state. Every other schema-valid
-# request must be accepted.
+# Generation and embedding routes refuse a prompt longer than the context, and the OpenAI
+# generation routes a prompt plus max_tokens over it (as OpenAI and vLLM do): limits in
+# tokens, which no JSON Schema of a string can state. Every other schema-valid request must
+# be accepted.
 TOKEN_LIMITED = ("/v1/generate", "/v1/completions", "/v1/chat/completions", "/v1/embeddings")
 
 

@@ -85,10 +85,10 @@ async def completions(
     generated, prompt_scored = await gather_cancelling(
         [call.generations(flat), call.complete([r for r in scores if r is not None])]
     )
-    events, echoed = iter(generated), iter(prompt_scored)
+    events, prompt_events_of = iter(generated), iter(prompt_scored)
     choices: list[dict[str, object]] = []
     for prompt, run, score in zip(prompts, runs, scores, strict=True):
-        prompt_records = next(echoed).logprobs if score else []
+        prompt_records = next(prompt_events_of).logprobs if score else []
         for _ in range(body.n):
             event = next(events) if run else None
             choices.append(
@@ -115,10 +115,11 @@ def completion_choice(
     generated = event.logprobs if event else []
     chosen = None
     if body.logprobs:
-        first = prompt.ids[0] if body.echo and prompt.ids else None
         decode = call.engine.tokenizer.decode
-        chosen = completion_logprobs(decode, [*prompt_records, *generated], first)
-        if not body.echo:
+        if body.echo:
+            first = prompt.ids[0] if prompt.ids else None
+            chosen = completion_logprobs(decode, [*prompt_records, *generated], first)
+        else:
             chosen = completion_logprobs(decode, generated)
     reason = str(event.finish_reason) if event else "length"
     text = echo + (event.text if event else "")
