@@ -50,6 +50,9 @@ EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
 def cli(debug: bool, log_json: bool, verbose: bool) -> None:
     """lmforge: prepare data, train, evaluate, register and serve GPT-2-family models."""
     from lmforge.logs import setup_logging
+    from lmforge.threads import openmp_environment
+
+    openmp_environment()  # before any verb imports torch: libgomp reads it once, when it loads
 
     STATE["debug"] = debug
     setup_logging(json_lines=log_json, verbose=verbose or debug)
@@ -159,9 +162,6 @@ def eval_cmd(config: EvalConfig, as_json: bool) -> None:
       lmforge eval models/ptb --perplexity ../shared/data/ptb/ptb.test.txt --report reports/p
       lmforge eval models/new --suite S.yaml --baseline models:/ptb@production --report R
     """
-    from lmforge.threads import openmp_environment
-
-    openmp_environment()  # before torch loads libgomp, which reads it once
     from lmforge.evaluate.eval import evaluate
     from lmforge.evaluate.report import markdown
     from lmforge.gate import document_refusal
