@@ -57,16 +57,16 @@ def write_flavor(model_dir: Path, into: Path) -> str:
 
     from lmforge.hf import load_pretrained
 
+    # transformers' overloads want the task as a literal; ours is one of two strings.
+    make_pipeline: Any = transformers.pipeline
     # An absolute path as the model's name: MLflow looks a model card and a license up on the
     # Hugging Face hub by that name, and a path is no valid repo id, so nothing leaves the host.
-    make_pipeline: Any = transformers.pipeline
     model, tokenizer, _ = load_pretrained(str(model_dir.resolve()), "auto")
     classifier = type(model).__name__.endswith("ForSequenceClassification")
     task = CLASSIFICATION if classifier else GENERATION
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "mlflow-model"
         mlflow.transformers.save_model(
-            # The task is one of two literals; transformers' overloads want it spelled out.
             make_pipeline(task, model=model, tokenizer=tokenizer),
             str(saved),
             task=task,
