@@ -6,12 +6,13 @@ the generator keeps serving."""
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from lmforge.cards import ModelCard
-from tests.integration.servers import ADMIN_KEY, Server, steady_load
+from tests.integration.servers import ADMIN_KEY, Server, steady_load, wait_for
 from tests.unit.test_serve_classifier import LABELS, build_classifier
 
 pytestmark = pytest.mark.integration
@@ -150,12 +151,17 @@ def test_a_hot_swap_of_one_model_while_the_other_serves(
         before = {c["id"]: c for c in client.get("/v1/models").json()["data"]}
         scores = client.post("/v1/classify", json=text).json()["results"][0]["scores"]
     flip_head(dirs["cls"])
-    generated = requests_of(server, "/v1/generate", "gen")
+
+    def generated_past(count: float) -> bool:
+        return requests_of(server, "/v1/generate", "gen") > count
+
     with steady_load(server) as failures, server.client(ADMIN_KEY) as admin:
+        wait_for(partial(generated_past, requests_of(server, "/v1/generate", "gen")), "a load")
         swapped = admin.post("/admin/reload", params={"model": "cls"})
+        # The generator serves on after the swap, as it did during it.
+        wait_for(partial(generated_past, requests_of(server, "/v1/generate", "gen")), "more")
     assert swapped.status_code == 200, swapped.text
     assert swapped.json()["model"] == "cls" and failures == []
-    assert requests_of(server, "/v1/generate", "gen") > generated  # served during the swap
     with server.client() as client:
         after = {c["id"]: c for c in client.get("/v1/models").json()["data"]}
         rescored = client.post("/v1/classify", json=text).json()["results"][0]["scores"]
