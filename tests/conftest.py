@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,19 @@ def corpus(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared corpus {path} is absent (see shared/data/SOURCES.md)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uri_stays_put() -> Iterator[None]:
+    """MLflow's `set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, so a test
+    that opens a store in-process would point every later test's servers and CLI runs (which
+    inherit the environment) at its store. Put the variable back as it was."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def cli_env() -> dict[str, str]:

@@ -251,7 +251,9 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         if canaries:
             manifest["canaries"] = manifest_entry(canaries)
         DatasetManifest.write(tmp, manifest)
-    cache.remove()
+        # The finished output holds all the blocks were for; drop them before it is renamed
+        # into place, so that no kill leaves them behind beside a complete output.
+        cache.remove()
     return PrepareResult(output, manifest, seconds, cache.reused)
 
 
