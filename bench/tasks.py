@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tasks_baselines as baselines
 import tasks_route as route
 
+from lmforge.bench.machine import cpu_flags
 from lmforge.pipeline.taskdata import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,11 +56,6 @@ TASKS = {
     "stsb": Task("spearman", "> TF-IDF cosine"),
     "xsum": Task("rougeL", "reported against Lead-1"),
 }
-
-
-def cpu_flags() -> str:
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        return next((line.strip() for line in info if line.startswith("flags")), "flags: ?")
 
 
 def run_baselines(task: str, data: Path) -> dict[str, tuple[str, dict[str, float]]]:
