@@ -29,7 +29,7 @@ from lmforge.data.blocks import BlockCache, CleanedBlock, blocks_of, document_st
 from lmforge.data.canary import canary_documents, make_canaries, manifest_entry
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
-from lmforge.data.engines.local import cleaned_blocks, default_workers
+from lmforge.data.engines.local import cleaned_blocks
 from lmforge.data.manifest import library_versions
 from lmforge.data.sample import HashSampler, representative_ordinals
 from lmforge.data.sources import Reader, ReadOptions
@@ -38,6 +38,7 @@ from lmforge.data.split import SPLITS, split_of
 from lmforge.errors import DataError
 from lmforge.fsutil import atomic_dir, sha256_file
 from lmforge.progress import progress_bar
+from lmforge.threads import usable_cpus
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -179,7 +180,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
 
                 done, decider = ray_cleaned_blocks(cfg, blocks, dedup)
             else:
-                workers = cfg.workers or default_workers()
+                workers = cfg.workers or usable_cpus()
                 done = cleaned_blocks(
                     cfg, blocks, workers=workers, fingerprint=dedup is not None, cache=cache
                 )

@@ -20,13 +20,6 @@ from lmforge.data.document import Document
 _PR_SET_PDEATHSIG = 1
 
 
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def cleaned_blocks(
     cfg: PrepareConfig,
     blocks: Iterable[list[Document]],

@@ -2,7 +2,8 @@
 /v1/embeddings, /v1/models. Clients written for OpenAI's API (and benchmark tools and
 evaluation harnesses that use vLLM's extras) work unchanged. Both generation routes build
 their engine requests the same way (`prepared` prompts, `n` choices each) and share the
-call path of every inference route (`Call`)."""
+call path of every inference route (`Call`). Just over ~300 lines on purpose: the OpenAI
+surface in one router, beside the helpers in `completion.py` it shares with nothing else."""
 
 from __future__ import annotations
 
