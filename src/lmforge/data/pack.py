@@ -33,24 +33,35 @@ def pack(
     docs = tokens = words = 0
     with open(out, "wb") as handle:
         for batch in batched(documents, BATCH):
-            # encode_batch_fast: the ids without offsets, which packing never reads.
-            encodings = tokenizer.encode_batch_fast(
-                [d.text for d in batch], add_special_tokens=False
-            )
-            ids = [enc.ids for enc in encodings]
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            flat = np.full(int(lengths.sum()) + len(ids), eot, dtype=dtype)
-            # Each document's ids, then one end-of-text slot (prefilled with eot).
-            starts = np.cumsum(lengths + 1) - lengths - 1
-            body = (
-                np.repeat(starts, lengths)
-                + np.arange(int(lengths.sum()))
-                - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            )
-            flat[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype)
+            texts = [d.text for d in batch]
+            flat = encode_packed(texts, tokenizer, eot, dtype)
             flat.tofile(handle)
             docs += len(batch)
             tokens += int(flat.size)
-            words += sum(len(d.text.split()) + 1 for d in batch)
+            words += count_words(texts)
             on_batch(len(batch))
     return docs, tokens, words
+
+
+def count_words(texts: list[str]) -> int:
+    """Whitespace-separated words plus one per document (its end)."""
+    return sum(len(text.split()) + 1 for text in texts)
+
+
+def encode_packed(texts: list[str], tokenizer: Tokenizer, eot: int, dtype: np.dtype) -> np.ndarray:
+    """The texts' ids, each followed by `eot`: a packed file is these arrays concatenated,
+    however the documents were batched."""
+    # encode_batch_fast: the ids without offsets, which packing never reads.
+    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    ids = [enc.ids for enc in encodings]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.full(int(lengths.sum()) + len(ids), eot, dtype=dtype)
+    # Each document's ids, then one end-of-text slot (prefilled with eot).
+    starts = np.cumsum(lengths + 1) - lengths - 1
+    body = (
+        np.repeat(starts, lengths)
+        + np.arange(int(lengths.sum()))
+        - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    )
+    flat[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype)
+    return flat

@@ -5,8 +5,9 @@ Pass 1 reads every source in blocks; an engine (`engines/local.py`: a process po
 block (`blocks.py`), and the blocks come back in input order to the dedup decisions and
 sampling, which route each kept document to its split's spill file: the output does not
 depend on the engine or the number of workers. Pass 2 trains the tokenizer on the train
-spill (or loads one). Pass 3 encodes the spills into `.bin` token files. All of it happens in
-a temporary dir that replaces `--output` only when everything succeeded.
+spill (or loads one). Pass 3 encodes the spills into `.bin` token files (with Ray: as tasks,
+`engines/ray_pack.py`). All of it happens in a temporary dir that replaces `--output` only
+when everything succeeded.
 
 Over ~300 lines: the pipeline's phases (stages, sample, tokenizer, packing, manifest) are
 each a function here, in the order they run, so the whole pass reads in one place.
@@ -225,7 +226,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         seconds["tokenizer"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        splits = _pack_splits(spills, tokenizer, tmp)
+        splits = _pack_splits(cfg, spills, tokenizer, tmp)
         seconds["pack"] = time.perf_counter() - started
         for written in (*spills.values(), pool):
             if written is not None:
@@ -280,9 +281,19 @@ def _sample_representative(
     return stats
 
 
-def _pack_splits(spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path) -> dict[str, Any]:
+def _pack_splits(
+    cfg: PrepareConfig, spills: dict[str, SpillWriter], tokenizer: Tokenizer, out: Path
+) -> dict[str, Any]:
     """Encode and pack every split's documents into `out/NAME.bin`; their manifest entries."""
     from lmforge.data.pack import pack
+
+    if cfg.engine == "ray":
+        from lmforge.data.engines.ray import start_ray
+        from lmforge.data.engines.ray_pack import ray_pack_splits
+
+        ray = start_ray(cfg.ray_address, cfg.workers)
+        counts = ray_pack_splits(ray, spills, tokenizer, out)
+        return {name: split_entry(out, name, *count) for name, count in counts.items()}
 
     splits: dict[str, Any] = {}
     total_docs = sum(spill.count for spill in spills.values())

@@ -1,13 +1,15 @@
 """The Ray engine: the same `clean_block` over every block as Ray tasks, then near-duplicates
 as a shuffle of keys, so that no process holds every signature.
 
-1. clean: one task per input block (normalize → filter → PII → fingerprints); results stay
-   in Ray's object store.
-2. exact copies: content keys hash-partitioned over P reducers; each reports its keys held
-   by more than one document. Only a key's first document goes on to step 3.
-3. near copies: (band key, ordinal, signature) rows hash-partitioned by band key over P
-   reducers; each compares the signatures within its buckets and reports the pairs whose
-   estimated Jaccard similarity reaches the threshold.
+1. clean: one task per input block (normalize → filter → PII → fingerprints), at most two per
+   CPU of the cluster in flight, so the driver reads ahead only that far. A task's outputs
+   stay in Ray's object store (spilled to disk when it fills): the cleaned block, its
+   signatures, and its key rows already split into one part per reducer (the map side).
+2. exact copies: P reducers each take their part of every block's content keys and report
+   the keys held by more than one document.
+3. near copies: P reducers each take their part of every block's band keys (16 bytes a row,
+   no signatures) and propose the document pairs that share a bucket; one task per block
+   then compares the candidates' signatures, fetching only the blocks that hold them.
 4. The driver, which holds only the copies and confirmed pairs (a share of the duplicates,
    not of the corpus), walks the blocks in input order and decides: a document is dropped
    when an earlier kept one is an exact or confirmed near copy. That is the rule the local
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -28,10 +30,13 @@ from lmforge.config.data import PrepareConfig
 from lmforge.data.blocks import CleanedBlock, clean_block
 from lmforge.data.dedup import Deduplicator, Fingerprints
 from lmforge.data.document import Document
-from lmforge.data.minhash import band_keys
+from lmforge.data.engines import keyshuffle
 from lmforge.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
+# Clean tasks queued or running per cluster CPU: enough that no CPU waits on the driver's
+# reading, few enough that the raw text in flight stays a few blocks.
+_IN_FLIGHT_PER_CPU = 2
 
 
 def start_ray(address: str, workers: int) -> Any:
@@ -50,68 +55,133 @@ def start_ray(address: str, workers: int) -> Any:
     return ray
 
 
-def _partition(values: np.ndarray, parts: int) -> list[np.ndarray]:
-    """Row indices per partition, by a 64-bit key."""
-    owner = (values % np.uint64(parts)).astype(np.int64)
-    return [np.flatnonzero(owner == p) for p in range(parts)]
+def _clean_task(
+    cfg: PrepareConfig, block: list[Document], lsh: tuple[int, int] | None, parts: int
+) -> tuple[Any, ...]:
+    """The cleaned block (without signatures: the driver never needs them), its signatures,
+    then `parts` exact-row parts and, with `lsh` (bands, rows), `parts` band-row parts."""
+    done = clean_block(cfg, block, cfg.dedup != "none")
+    if done.prints is None:
+        return (done,)
+    exact = keyshuffle.exact_rows(done, parts)
+    if lsh is None:
+        return done, None, *exact
+    bands = keyshuffle.band_rows(done, *lsh, parts)
+    signed = keyshuffle.signed(done)
+    done.prints = Fingerprints(done.prints.keys, None)
+    return done, signed, *exact, *bands
 
 
-def _key_parts(block: CleanedBlock, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    assert block.prints is not None
-    keys = block.prints.keys
-    ordinals = np.fromiter((d.ordinal for d in block.docs), np.int64, len(block.docs))
-    return [(keys[rows], ordinals[rows]) for rows in _partition(keys[:, 0], parts)]
+class _Cleaning:
+    """Clean tasks submitted as the blocks are read, never more than `limit` unfinished."""
 
+    def __init__(self, ray: Any, cfg: PrepareConfig, dedup: Deduplicator | None) -> None:
+        self.ray = ray
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.limit = _IN_FLIGHT_PER_CPU * cpus
+        self.parts = max(2, cpus)
+        returns = 1 if dedup is None else 2 + self.parts * (2 if dedup.near else 1)
+        self.task = ray.remote(num_returns=returns)(_clean_task)
+        self.cfg, self.dedup = cfg, dedup
+        # The LSH layout, not the Deduplicator: its index and scratch file stay here.
+        self.lsh = (dedup.bands, dedup.rows) if dedup is not None and dedup.near else None
+        self.outputs: list[list[Any]] = []
+        self.first_ordinals: list[int] = []
+        self.unfinished: list[Any] = []
 
-def _copies(*parts: tuple[np.ndarray, np.ndarray]) -> dict[int, int]:
-    """{ordinal: ordinal of the first document with its content key} for every later copy."""
-    keys = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, 2), np.uint64)
-    ordinals = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
-    first: dict[tuple[int, int], int] = {}
-    copies: dict[int, int] = {}
-    for i in np.argsort(ordinals).tolist():
-        key = (int(keys[i, 0]), int(keys[i, 1]))
-        if key in first:
-            copies[int(ordinals[i])] = first[key]
+    def submit(self, block: list[Document]) -> Any:
+        refs = self.task.remote(self.cfg, block, self.lsh, self.parts)
+        if self.dedup is None:
+            refs = [refs]
         else:
-            first[key] = int(ordinals[i])
-    return copies
+            # Kept for the shuffles and the ordered walk; without dedup the caller holds
+            # the one ref, so each block is freed once it has been handed on.
+            refs = list(refs)
+            self.outputs.append(refs)
+            self.first_ordinals.append(block[0].ordinal)
+        self.unfinished.append(refs[0])
+        if len(self.unfinished) > self.limit:
+            extra = len(self.unfinished) - self.limit
+            _, self.unfinished = self.ray.wait(self.unfinished, num_returns=extra)
+        return refs[0]
+
+    def column(self, index: int) -> list[Any]:
+        return [out[index] for out in self.outputs]
 
 
-def _band_parts(
-    block: CleanedBlock, copies: dict[int, int], bands: int, rows: int, parts: int
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    assert block.prints is not None and block.prints.signatures is not None
-    ordinals = np.fromiter((d.ordinal for d in block.docs), np.int64, len(block.docs))
-    firsts = np.flatnonzero([o not in copies for o in ordinals.tolist()])
-    signatures = block.prints.signatures[firsts]
-    keys = band_keys(signatures, bands, rows).ravel()
-    row_of = np.repeat(np.arange(len(firsts)), bands)
-    out = []
-    for chosen in _partition(keys, parts):
-        mine = row_of[chosen]
-        out.append((keys[chosen], ordinals[firsts][mine], signatures[mine]))
-    return out
+def _streamed(
+    ray: Any, cleaning: _Cleaning, blocks: Iterable[list[Document]]
+) -> Iterator[CleanedBlock]:
+    """Without dedup nothing waits for the whole corpus: each block is handed on while the
+    next `limit` ones clean."""
+    ahead: deque[Any] = deque()
+    for block in blocks:
+        ahead.append(cleaning.submit(block))
+        if len(ahead) > cleaning.limit:
+            yield ray.get(ahead.popleft())
+    while ahead:
+        yield ray.get(ahead.popleft())
+
+
+def _in_order(ray: Any, refs: list[Any]) -> Iterator[CleanedBlock]:
+    """The blocks one at a time; each is released from the driver once handed on."""
+    for n, ref in enumerate(refs):
+        refs[n] = None
+        yield ray.get(ref)
+
+
+def ray_cleaned_blocks(
+    cfg: PrepareConfig, blocks: Iterable[list[Document]], dedup: Deduplicator | None
+) -> tuple[Iterator[CleanedBlock], ShuffledDecisions | None]:
+    """Every block cleaned on Ray, and (with dedup) the decisions of the key shuffles; the
+    blocks come back one at a time in input order."""
+    ray = start_ray(cfg.ray_address, cfg.workers)
+    cleaning = _Cleaning(ray, cfg, dedup)
+    if dedup is None:
+        return _streamed(ray, cleaning, blocks), None
+    for block in blocks:
+        cleaning.submit(block)
+    if not cleaning.outputs:
+        return iter(()), ShuffledDecisions(dedup, {}, [])
+    parts = cleaning.parts
+    reduce_copies = ray.remote(keyshuffle.copies)
+    exact = range(2, 2 + parts)
+    found = ray.get([reduce_copies.remote(*cleaning.column(p)) for p in exact])
+    copies = {k: v for part in found for k, v in part.items()}
+    pairs = np.empty((0, 2), np.int64)
+    if dedup.near:
+        pairs = _near_pairs(ray, cleaning, copies, dedup.threshold)
+    log.info("ray: %d exact copies, %d confirmed near pairs", len(copies), len(pairs))
+    decisions = ShuffledDecisions(dedup, copies, pairs.tolist())
+    rows_per_doc = 24 + (16 * dedup.bands if dedup.near else 0)
+    decisions.stats.details["shuffle_bytes_per_document"] = rows_per_doc
+    return _in_order(ray, cleaning.column(0)), decisions
 
 
 def _near_pairs(
-    threshold: float, *parts: tuple[np.ndarray, np.ndarray, np.ndarray]
-) -> set[tuple[int, int]]:
-    """(earlier, later) ordinals sharing a band key whose signatures agree on `threshold`."""
-    keys = np.concatenate([p[0] for p in parts])
-    ordinals = np.concatenate([p[1] for p in parts])
-    signatures = np.concatenate([p[2] for p in parts])
-    order = np.argsort(keys, kind="stable")
-    keys, ordinals, signatures = keys[order], ordinals[order], signatures[order]
-    pairs: set[tuple[int, int]] = set()
-    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
-    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        for a in range(start, end - 1):
-            for b in range(a + 1, end):
-                if float(np.mean(signatures[a] == signatures[b])) >= threshold:
-                    i, j = int(ordinals[a]), int(ordinals[b])
-                    pairs.add((min(i, j), max(i, j)))
-    return pairs
+    ray: Any, cleaning: _Cleaning, copies: dict[int, int], threshold: float
+) -> np.ndarray:
+    parts = cleaning.parts
+    skipped = ray.put(np.sort(np.fromiter(copies, np.int64, len(copies))))
+    propose = ray.remote(keyshuffle.candidate_pairs)
+    bands = range(2 + parts, 2 + 2 * parts)
+    proposed = ray.get([propose.remote(skipped, *cleaning.column(p)) for p in bands])
+    candidates = np.unique(np.concatenate(proposed), axis=0)
+    if len(candidates) == 0:
+        return candidates
+    # The block holding each document: blocks are runs of consecutive input ordinals.
+    starts = np.asarray(cleaning.first_ordinals, np.int64)
+    later_block = np.searchsorted(starts, candidates[:, 1], side="right") - 1
+    earlier_block = np.searchsorted(starts, candidates[:, 0], side="right") - 1
+    signed = cleaning.column(1)
+    confirm = ray.remote(keyshuffle.confirmed_pairs)
+    pending = []
+    for block in np.unique(later_block).tolist():
+        mine = later_block == block
+        needed = sorted({block, *earlier_block[mine].tolist()})
+        refs = [signed[b] for b in needed]
+        pending.append(confirm.remote(threshold, candidates[mine], *refs))
+    return np.concatenate(ray.get(pending))
 
 
 class ShuffledDecisions:
@@ -119,7 +189,7 @@ class ShuffledDecisions:
     on the same stats."""
 
     def __init__(
-        self, dedup: Deduplicator, copies: dict[int, int], pairs: Iterable[tuple[int, int]]
+        self, dedup: Deduplicator, copies: dict[int, int], pairs: Iterable[Sequence[int]]
     ) -> None:
         self.stats = dedup.stats
         self.copies = copies
@@ -153,35 +223,3 @@ class ShuffledDecisions:
             self.kept.add(ordinal)
             keep.append(True)
         return keep
-
-
-def ray_cleaned_blocks(
-    cfg: PrepareConfig, blocks: Iterable[list[Document]], dedup: Deduplicator | None
-) -> tuple[Iterator[CleanedBlock], ShuffledDecisions | None]:
-    """Every block cleaned on Ray, and (with dedup) the decisions of the key shuffles; the
-    blocks come back one at a time in input order."""
-    ray = start_ray(cfg.ray_address, cfg.workers)
-    clean = ray.remote(clean_block)
-    done = [clean.remote(cfg, block, dedup is not None) for block in blocks]
-    if dedup is None:
-        return (ray.get(ref) for ref in done), None
-    parts = max(2, int(ray.cluster_resources().get("CPU", 2)))
-    key_parts = ray.remote(num_returns=parts)(_key_parts)
-    by_block = [key_parts.remote(ref, parts) for ref in done]
-    reduce_copies = ray.remote(_copies)
-    found = ray.get([reduce_copies.remote(*(b[p] for b in by_block)) for p in range(parts)])
-    copies = {k: v for part in found for k, v in part.items()}
-    pairs: set[tuple[int, int]] = set()
-    if dedup.near:
-        copies_ref = ray.put(copies)
-        band_parts = ray.remote(num_returns=parts)(_band_parts)
-        by_block = [
-            band_parts.remote(ref, copies_ref, dedup.bands, dedup.rows, parts) for ref in done
-        ]
-        near = ray.remote(_near_pairs)
-        for part in ray.get(
-            [near.remote(dedup.threshold, *(b[p] for b in by_block)) for p in range(parts)]
-        ):
-            pairs |= part
-    log.info("ray: %d exact copies, %d confirmed near pairs", len(copies), len(pairs))
-    return (ray.get(ref) for ref in done), ShuffledDecisions(dedup, copies, pairs)
