@@ -1,29 +1,63 @@
 """`data prepare --engine ray` on a local Ray with 2 worker CPUs: the same bytes as the local
-engine (the golden digest of the single-process pipeline)."""
+engine (the golden digest of the single-process pipeline), with near-duplicate detection
+(the key shuffles) and without it (blocks streamed straight through). One Ray for the
+module: its start is most of the time."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from lmforge.config import build_config
+from lmforge.config.data import PrepareConfig
+from lmforge.data.prepare import prepare
 from tests.integration.data_scale_corpus import dataset_digest, write_planted_corpus
 from tests.integration.test_data_scale import GOLDEN
 
 pytestmark = pytest.mark.integration
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
 
 
-def test_ray_engine_writes_the_local_engines_bytes(tmp_path: Path) -> None:
-    planted = write_planted_corpus(tmp_path / "planted.txt")
-    env = {k: v for k, v in cli_env().items() if k != "RAY_ADDRESS"}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    out = tmp_path / "ds"
-    args = [str(planted), "--output", str(out), "--vocab-size", "1000", "--block-docs", "300"]
-    result = run_cli(
-        "data", "prepare", *args, "--engine", "ray", "--workers", "2", env=env, timeout=180
-    )
-    assert result.returncode == 0, result.stderr
-    assert "near_duplicate" in result.stdout
-    assert dataset_digest(out, planted) == GOLDEN
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["LMFORGE_NO_PROGRESS"] = "1"
+    address = os.environ.pop("RAY_ADDRESS", None)  # a local Ray, whatever the shell has
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    if address is not None:
+        os.environ["RAY_ADDRESS"] = address
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_planted_corpus(tmp_path_factory.mktemp("planted") / "planted.txt")
+
+
+def run(planted: Path, out: Path, **options: Any) -> dict[str, Any]:
+    config = {"inputs": [str(planted)], "output": str(out), "vocab_size": 1000, **options}
+    return prepare(build_config(PrepareConfig, {"block_docs": 300, **config})).manifest
+
+
+def test_ray_engine_writes_the_local_engines_bytes(
+    local_ray: None, planted: Path, tmp_path: Path
+) -> None:
+    manifest = run(planted, tmp_path / "ds", engine="ray", workers=2)
+    dedup = next(s for s in manifest["stages"] if s["name"] == "dedup")
+    assert dedup["removed"]["near_duplicate"] > 0
+    assert dataset_digest(tmp_path / "ds", planted) == GOLDEN
+
+
+def test_ray_engine_without_dedup_streams_the_same_bytes(
+    local_ray: None, planted: Path, tmp_path: Path
+) -> None:
+    options = {"dedup": "none", "sample_fraction": 0.5, "seed": 3}
+    run(planted, tmp_path / "ray", engine="ray", workers=2, **options)
+    # One local worker: no process pool forked from a process that runs Ray.
+    run(planted, tmp_path / "local", workers=1, **options)
+    assert dataset_digest(tmp_path / "ray", planted) == dataset_digest(tmp_path / "local", planted)

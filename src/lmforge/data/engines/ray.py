@@ -57,12 +57,13 @@ def start_ray(address: str, workers: int) -> Any:
 
 def _clean_task(
     cfg: PrepareConfig, block: list[Document], lsh: tuple[int, int] | None, parts: int
-) -> tuple[Any, ...]:
-    """The cleaned block (without signatures: the driver never needs them), its signatures,
-    then `parts` exact-row parts and, with `lsh` (bands, rows), `parts` band-row parts."""
+) -> CleanedBlock | tuple[Any, ...]:
+    """Without dedup the cleaned block; with it, the cleaned block (without signatures: the
+    driver never needs them), its signatures, then `parts` exact-row parts and, with `lsh`
+    (bands, rows), `parts` band-row parts."""
     done = clean_block(cfg, block, cfg.dedup != "none")
     if done.prints is None:
-        return (done,)
+        return done
     exact = keyshuffle.exact_rows(done, parts)
     if lsh is None:
         return done, None, *exact
