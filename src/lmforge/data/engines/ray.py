@@ -103,7 +103,10 @@ class _Cleaning:
         self.unfinished.append(refs[0])
         if len(self.unfinished) > self.limit:
             extra = len(self.unfinished) - self.limit
-            _, self.unfinished = self.ray.wait(self.unfinished, num_returns=extra)
+            # fetch_local=False: waiting must not pull the cleaned blocks to the driver's node.
+            _, self.unfinished = self.ray.wait(
+                self.unfinished, num_returns=extra, fetch_local=False
+            )
         return refs[0]
 
     def column(self, index: int) -> list[Any]:
@@ -156,7 +159,10 @@ def ray_cleaned_blocks(
     decisions = ShuffledDecisions(dedup, copies, pairs.tolist())
     rows_per_doc = 24 + (16 * dedup.bands if dedup.near else 0)
     decisions.stats.details["shuffle_bytes_per_document"] = rows_per_doc
-    return _in_order(ray, cleaning.column(0)), decisions
+    blocks_in_order = cleaning.column(0)
+    # Only the blocks are left to read: let the store free the signatures and key rows.
+    cleaning.outputs.clear()
+    return _in_order(ray, blocks_in_order), decisions
 
 
 def _near_pairs(
