@@ -5,7 +5,6 @@ module: its start is most of the time."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,13 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["LMFORGE_NO_PROGRESS"] = "1"
-    address = os.environ.pop("RAY_ADDRESS", None)  # a local Ray, whatever the shell has
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    if address is not None:
-        os.environ["RAY_ADDRESS"] = address
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        patch.setenv("LMFORGE_NO_PROGRESS", "1")
+        patch.delenv("RAY_ADDRESS", raising=False)  # a local Ray, whatever the shell has
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
