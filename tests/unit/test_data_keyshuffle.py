@@ -52,3 +52,10 @@ def test_shuffled_decisions_are_the_local_indexs() -> None:
     assert local.stats.removed["exact_duplicate"] >= 30
     assert local.stats.removed["near_duplicate"] >= 20
     assert local.stats.examples == shuffled.stats.examples
+
+
+def test_a_partition_without_rows_reduces_to_nothing() -> None:
+    empty_keys, empty_ordinals = np.empty((0, 2), np.uint64), np.empty(0, np.int64)
+    assert keyshuffle.copies((empty_keys, empty_ordinals)) == {}
+    no_bands = (np.empty(0, np.uint64), empty_ordinals)
+    assert keyshuffle.candidate_pairs(empty_ordinals, no_bands).shape == (0, 2)
