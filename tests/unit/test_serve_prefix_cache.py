@@ -23,8 +23,9 @@ from tests.unit.inprocess import app_state, client
 
 B = BLOCK_TOKENS
 LAYERS, HEADS, DIM = 2, 3, 4
-# Keys and values of one block: 2 tensors of [layers, heads, B, dim] float32.
-BLOCK_BYTES = 2 * LAYERS * HEADS * B * DIM * 4
+# Keys and values of one token: 2 tensors of [layers, heads, 1, dim] float32.
+TOKEN_BYTES = 2 * LAYERS * HEADS * DIM * 4
+BLOCK_BYTES = B * TOKEN_BYTES
 GREEDY = SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True)
 
 
@@ -40,23 +41,27 @@ def test_a_stored_prefix_is_copied_back_bit_for_bit_up_to_the_limit() -> None:
     kv = filled_cache(budget_bytes=100 * BLOCK_BYTES)
     prompt = list(range(2 * B + 5))  # two whole blocks and a partial one
     kv.store_prefix(0, prompt)
-    assert kv.prefix is not None and kv.prefix.stats.bytes == 2 * BLOCK_BYTES
+    assert kv.prefix is not None and kv.prefix.stats.bytes == (2 * B + 5) * TOKEN_BYTES
     # Another prompt sharing the two blocks, then going on differently.
     other = prompt[: 2 * B] + [999] * 7
     assert kv.load_prefix(1, other, limit=len(other) - 1) == 2 * B
     assert torch.equal(kv.keys[:, 1, :, : 2 * B], kv.keys[:, 0, :, : 2 * B])
     assert torch.equal(kv.values[:, 1, :, : 2 * B], kv.values[:, 0, :, : 2 * B])
+    # One going on from the partial block reuses it too: a label after its context.
+    assert kv.load_prefix(2, [*prompt, 3, 4], limit=len(prompt)) == len(prompt)
+    assert torch.equal(kv.keys[:, 2, :, : len(prompt)], kv.keys[:, 0, :, : len(prompt)])
     # The prompt that is exactly the cached prefix keeps its last token to compute.
     assert kv.load_prefix(2, prompt[: 2 * B], limit=2 * B - 1) == 2 * B - 1
     # A limit under one block reuses nothing; a different first block finds nothing.
     assert kv.load_prefix(2, prompt, limit=B - 1) == 0
     assert kv.load_prefix(2, [7, *prompt[1:]], limit=len(prompt) - 1) == 0
     stats = kv.prefix.stats
-    assert (stats.hit_requests, stats.miss_requests) == (2, 1)
-    assert stats.hit_tokens == 2 * B + 2 * B - 1
-    assert stats.miss_tokens == (len(other) - 2 * B) + 1 + len(prompt)
-    kv.store_prefix(1, other)  # its blocks are the cached ones: nothing new
-    assert stats.bytes == 2 * BLOCK_BYTES and stats.evictions == 0
+    assert (stats.hit_requests, stats.miss_requests) == (3, 1)
+    assert stats.hit_tokens == 2 * B + len(prompt) + 2 * B - 1
+    assert stats.miss_tokens == (len(other) - 2 * B) + 2 + 1 + len(prompt)
+    kv.store_prefix(1, other)  # its blocks are the cached ones: only its partial one is new
+    kv.store_prefix(0, prompt)  # all cached
+    assert stats.bytes == (2 * B + 5 + 7) * TOKEN_BYTES and stats.evictions == 0
 
 
 def test_the_least_recently_used_blocks_go_first_under_the_budget() -> None:

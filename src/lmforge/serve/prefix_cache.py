@@ -6,8 +6,9 @@ all continue one context).
 A prompt is cut into blocks of `BLOCK_TOKENS` tokens; block i is keyed by its tokens and the
 id of block i-1's entry, so a key names the whole prefix exactly (no hash collisions) and
 prompts that share their beginning share its entries. GPT-2 has learned positions, so a
-block's keys and values are the same in every prompt that starts with the same tokens. Only
-whole blocks are stored: a prompt's last partial block is recomputed by the next request.
+block's keys and values are the same in every prompt that starts with the same tokens. A
+prompt's last partial block is kept too, as a leaf entry that a prompt going on from it can
+use (zero-shot labels after a context that ends mid-block).
 
 Eviction is LRU over entries. Every use touches a chain from its last block back to its
 first, so an entry is always more recent than its descendants: the least recently used entry
@@ -23,8 +24,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-# Tokens per cached block: small enough that little of a prompt is left out (at most 15
-# tokens of its tail), large enough that a 1,000-token prefix is 63 copies, not 1,000.
+# Tokens per cached block: large enough that a 1,000-token prefix is 63 lookups and copies,
+# not 1,000; small enough that prompts that part mid-block lose little.
 BLOCK_TOKENS = 16
 
 # A block's key: (the id of the previous block's entry, 0 for the first; the block's tokens).
@@ -50,8 +51,13 @@ class PrefixStats:
 class Entry:
     key: Key
     id: int
-    keys: torch.Tensor  # [n_layer, n_head, BLOCK_TOKENS, head_dim]
+    keys: torch.Tensor  # [n_layer, n_head, BLOCK_TOKENS (or fewer), head_dim]
     values: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        """Tokens: BLOCK_TOKENS, fewer for a prompt's last partial block."""
+        return int(self.keys.shape[2])
 
     @property
     def nbytes(self) -> int:
@@ -76,13 +82,13 @@ class PrefixCache:
         last position still gets its hidden state."""
         if limit < BLOCK_TOKENS:
             return 0
-        chain = self._chain(ids[: -(-limit // BLOCK_TOKENS) * BLOCK_TOKENS])
+        chain = self._chain(ids[: -(-limit // BLOCK_TOKENS) * BLOCK_TOKENS], tail=True)
         for index, entry in enumerate(chain):
-            where = slice(index * BLOCK_TOKENS, (index + 1) * BLOCK_TOKENS)
+            where = slice(index * BLOCK_TOKENS, index * BLOCK_TOKENS + entry.length)
             self.keys[:, slot, :, where] = entry.keys
             self.values[:, slot, :, where] = entry.values
         self._touch(chain)
-        reused = min(len(chain) * BLOCK_TOKENS, limit)
+        reused = min(sum(entry.length for entry in chain), limit)
         if reused:
             self.stats.hit_requests += 1
         else:
@@ -92,26 +98,31 @@ class PrefixCache:
         return reused
 
     def store(self, slot: int, ids: list[int]) -> None:
-        """Keep the whole blocks of `ids`, whose keys and values `slot` holds at positions
-        [0, len(ids)), that are not cached yet, evicting the least recently used entries
-        (never this prompt's own) to stay under the budget; as many as fit, first first."""
-        blocks = len(ids) // BLOCK_TOKENS
-        chain = self._chain(ids[: blocks * BLOCK_TOKENS])
+        """Keep the blocks of `ids`, whose keys and values `slot` holds at positions [0,
+        len(ids)), that are not cached yet, evicting the least recently used entries (never
+        this prompt's own) to stay under the budget; as many as fit, first first."""
+        whole = len(ids) // BLOCK_TOKENS
+        chain = self._chain(ids[: whole * BLOCK_TOKENS], tail=False)
         self._touch(chain)
-        first_new = len(chain)
-        if first_new == blocks:
+        spans = [(i * BLOCK_TOKENS, (i + 1) * BLOCK_TOKENS) for i in range(len(chain), whole)]
+        tail = (chain[-1].id if chain else 0, tuple(ids[whole * BLOCK_TOKENS :]))
+        if tail[1] and (spans or tail not in self._entries):
+            spans.append((whole * BLOCK_TOKENS, len(ids)))
+        if not spans:
             return
-        block_bytes = 2 * self.keys[:, slot, :, :BLOCK_TOKENS].numel() * self.keys.element_size()
-        room = self._make_room((blocks - first_new) * block_bytes, keep=len(chain))
+        token_bytes = 2 * self.keys[:, slot, :, :1].numel() * self.keys.element_size()
+        room = self._make_room(sum(b - a for a, b in spans) * token_bytes, keep=len(chain))
         parent = chain[-1].id if chain else 0
-        for index in range(first_new, first_new + room // block_bytes):
-            where = slice(index * BLOCK_TOKENS, (index + 1) * BLOCK_TOKENS)
-            key = (parent, tuple(ids[where]))
+        for first, end in spans:
+            room -= (end - first) * token_bytes
+            if room < 0:
+                break
+            key = (parent, tuple(ids[first:end]))
             entry = Entry(
                 key,
                 next(self._ids),
-                self.keys[:, slot, :, where].clone(),
-                self.values[:, slot, :, where].clone(),
+                self.keys[:, slot, :, first:end].clone(),
+                self.values[:, slot, :, first:end].clone(),
             )
             self._entries[key] = entry
             self.stats.bytes += entry.nbytes
@@ -119,16 +130,21 @@ class PrefixCache:
             parent = entry.id
         self._touch(chain)
 
-    def _chain(self, ids: list[int]) -> list[Entry]:
-        """The cached entries of the leading whole blocks of `ids`, up to the first missing."""
+    def _chain(self, ids: list[int], tail: bool) -> list[Entry]:
+        """The cached entries of the leading whole blocks of `ids`, up to the first missing;
+        with `tail`, then the longest cached partial block that `ids` goes on with."""
         chain: list[Entry] = []
-        parent = 0
-        for start in range(0, len(ids) - BLOCK_TOKENS + 1, BLOCK_TOKENS):
+        parent, start = 0, 0
+        while start + BLOCK_TOKENS <= len(ids):
             entry = self._entries.get((parent, tuple(ids[start : start + BLOCK_TOKENS])))
             if entry is None:
                 break
             chain.append(entry)
-            parent = entry.id
+            parent, start = entry.id, start + BLOCK_TOKENS
+        for length in range(min(BLOCK_TOKENS - 1, len(ids) - start), 0, -1) if tail else ():
+            if entry := self._entries.get((parent, tuple(ids[start : start + length]))):
+                chain.append(entry)
+                break
         return chain
 
     def _touch(self, chain: list[Entry]) -> None:
