@@ -46,6 +46,7 @@ def serving(model: Path, log: Path, prefix_cache_mb: int) -> Iterator[httpx.Clie
     env = {**os.environ, "LMFORGE_NO_PROGRESS": "1"}
     command = [sys.executable, "-m", "lmforge", "serve", str(model), "--port", str(port)]
     command += ["--prefix-cache-mb", str(prefix_cache_mb), "--drift-sample", "0"]
+    command += ["--unverified"]  # the random model this script built has no lmforge.json
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
