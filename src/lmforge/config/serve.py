@@ -42,6 +42,12 @@ class EngineSettings:
     max_seq_len: int = option(
         0, "Context per sequence in tokens (0 = the model's; less shrinks the KV cache).", ge=0
     )
+    prefix_cache_mb: int = option(
+        256,
+        "MiB of recent prompt prefixes' keys and values kept for prompts that start the same "
+        "way, e.g. zero-shot labels after one text (0 = off).",
+        ge=0,
+    )
     chat_template: str = option(
         "",
         "Jinja chat template file for /v1/chat/completions, as transformers reads them "

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from lmforge.config import declared_problems
 from lmforge.config.serve import EngineSettings
 from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.chat import chat_template
+from lmforge.serve.prefix_cache import PrefixStats
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams, check_runnable
 from lmforge.serve.scheduler import Chunk, Overloaded, Scheduler
 from lmforge.serve.stream import Event, Stream, deliver, final_event, follow, merge, wait
@@ -49,6 +50,7 @@ class Stats:
     step_seconds: float = 0.0
     last_step_seconds: float = 0.0
     failed_steps: int = 0
+    prefix: PrefixStats = field(default_factory=PrefixStats)  # all zero when it is off
 
 
 @dataclass
@@ -265,6 +267,8 @@ class Engine:
         self.stats.last_step_seconds = elapsed
         now = time.monotonic()
         with self._lock:
+            if self.runner.cache.prefix is not None:  # a copy: snapshots share what they read
+                self.stats.prefix = replace(self.runner.cache.prefix.stats)
             for chunk, output in zip(chunks, outputs, strict=True):
                 if output is None:
                     self.scheduler.finish(chunk.request, FinishReason.ERROR, "internal error")

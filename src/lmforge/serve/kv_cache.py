@@ -1,13 +1,17 @@
 """The KV cache: which cache slot each running sequence holds, and the key/value tensors
 behind the slots. The scheduler sees only the allocation (`SlotTable`, pure Python); the
 forward writes and reads keys and values through `SlotKVCache`. A paged cache would keep the
-same two faces: allocate/release per sequence, write/read per layer."""
+same two faces: allocate/release per sequence, write/read per layer. Behind both, a prefix
+cache (`prefix_cache.py`) fills a new sequence's slot with the keys and values of the longest
+cached prefix of its prompt."""
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeAlias
+
+from lmforge.serve.prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     import torch
@@ -40,10 +44,18 @@ class SlotTable:
     def release(self, slot: int) -> None:
         heapq.heappush(self._free, slot)
 
+    def load_prefix(self, slot: int, ids: list[int], limit: int) -> int:
+        """Fill `slot` with the keys and values of the longest cached prefix of the prompt
+        `ids`, at most `limit` tokens; return how many tokens need no computing. A table
+        without tensors caches none."""
+        return 0
+
 
 class SlotKVCache(SlotTable):
     """Keys and values of every slot: [n_layer, slots, n_head, max_seq_len, head_dim] each.
-    GPT-2 has learned positions, so a slot's row p holds the token at position p."""
+    GPT-2 has learned positions, so a slot's row p holds the token at position p. With a
+    `prefix_budget_bytes`, prompts' leading blocks are kept (up to that many bytes) for later
+    prompts that start the same way."""
 
     def __init__(
         self,
@@ -54,6 +66,7 @@ class SlotKVCache(SlotTable):
         head_dim: int,
         device: torch.device,
         dtype: torch.dtype,
+        prefix_budget_bytes: int = 0,
     ) -> None:
         import torch
 
@@ -63,6 +76,19 @@ class SlotKVCache(SlotTable):
         shape = (n_layer, capacity, n_head, max_seq_len, head_dim)
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.prefix = (
+            PrefixCache(self.keys, self.values, prefix_budget_bytes)
+            if prefix_budget_bytes
+            else None
+        )
+
+    def load_prefix(self, slot: int, ids: list[int], limit: int) -> int:
+        return 0 if self.prefix is None else self.prefix.load(slot, ids, limit)
+
+    def store_prefix(self, slot: int, ids: list[int]) -> None:
+        """Keep the prompt `ids`, whose keys and values `slot` now holds, for later prompts."""
+        if self.prefix is not None:
+            self.prefix.store(slot, ids)
 
     def write(
         self,

@@ -81,6 +81,28 @@ class Metrics:
         self.step_seconds = Gauge(
             "lmforge_engine_step_seconds", "Seconds spent in engine steps", ["model"], registry=r
         )
+        # The prefix cache's cumulative figures, set from the snapshot as the steps are.
+        self.prefix_requests = Gauge(
+            "lmforge_prefix_cache_requests",
+            "Admitted requests that looked up a cached prompt prefix, by result (hit, miss)",
+            ["model", "result"],
+            registry=r,
+        )
+        self.prefix_tokens = Gauge(
+            "lmforge_prefix_cache_tokens",
+            "Prompt tokens of those requests copied from the prefix cache (hit) or computed (miss)",
+            ["model", "result"],
+            registry=r,
+        )
+        self.prefix_evictions = Gauge(
+            "lmforge_prefix_cache_evictions",
+            "Prefix blocks evicted to stay under the budget",
+            ["model"],
+            registry=r,
+        )
+        self.prefix_bytes = Gauge(
+            "lmforge_prefix_cache_bytes", "Bytes of keys and values held", ["model"], registry=r
+        )
         self.in_flight = Gauge("lmforge_http_in_flight", "HTTP requests in progress", registry=r)
         self.ready = Gauge("lmforge_ready", "1 when ready to serve", registry=r)
         self.model = Info(
@@ -109,3 +131,10 @@ class Metrics:
         self.slot_usage.labels(model).set(stats.slots_used / max(stats.slots_total, 1))
         self.steps.labels(model).set(stats.steps)
         self.step_seconds.labels(model).set(stats.step_seconds)
+        prefix = stats.prefix
+        self.prefix_requests.labels(model, "hit").set(prefix.hit_requests)
+        self.prefix_requests.labels(model, "miss").set(prefix.miss_requests)
+        self.prefix_tokens.labels(model, "hit").set(prefix.hit_tokens)
+        self.prefix_tokens.labels(model, "miss").set(prefix.miss_tokens)
+        self.prefix_evictions.labels(model).set(prefix.evictions)
+        self.prefix_bytes.labels(model).set(prefix.bytes)

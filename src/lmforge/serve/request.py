@@ -58,6 +58,7 @@ class Kind(StrEnum):
     SCORE = "score"
     EMBED = "embed"
     CLASSIFY = "classify"  # the classification head on the last token's final state
+    PREFILL = "prefill"  # only the prompt's keys and values, for the prefix cache; no output
 
 
 class Status(StrEnum):
@@ -198,6 +199,19 @@ class Request:
     def remaining(self) -> int:
         """Tokens whose keys and values are not in the cache yet."""
         return self.num_tokens - self.num_computed
+
+    @property
+    def reusable_prefix(self) -> int:
+        """Leading prompt tokens that may come from the prefix cache: those whose hidden
+        states this request does not read, never the last (the next token, the head or the
+        pooling reads its state). A score request reads from the one before its first scored
+        token; mean pooling reads every token."""
+        last = len(self.prompt_ids) - 1
+        if self.kind is Kind.SCORE:
+            return min(max(self.score_from, 1) - 1, last)
+        if self.kind is Kind.EMBED and self.pooling == "mean":
+            return 0
+        return last
 
     @property
     def needs_more_tokens(self) -> bool:

@@ -60,6 +60,7 @@ class Runner:
             model.head_dim,
             device,
             model.dtype,
+            settings.prefix_cache_mb * 2**20,
         )
         self.eos_id = model.eos_id
         self.vocab_size = model.vocab_size
@@ -72,9 +73,14 @@ class Runner:
         self._pooled.pop(request.request_id, None)
 
     def step(self, chunks: list[Chunk]) -> list[ChunkOutput]:
-        """One forward over every chunk; one output per chunk, in order."""
+        """One forward over every chunk; one output per chunk, in order. Each prompt that
+        this step completes is offered to the prefix cache."""
         with torch.inference_mode():
-            return self._outputs(chunks, self.hidden_states(chunks))
+            hidden = self.hidden_states(chunks)
+            for chunk in chunks:
+                if chunk.completes_prompt and chunk.start < len(chunk.request.prompt_ids):
+                    self.cache.store_prefix(chunk.slot, chunk.request.prompt_ids)
+            return self._outputs(chunks, hidden)
 
     def hidden_states(self, chunks: list[Chunk]) -> torch.Tensor:
         """Final hidden states [T, d] of every chunk's tokens, concatenated in chunk order;

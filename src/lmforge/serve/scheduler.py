@@ -1,7 +1,8 @@
 """Which requests run in the next engine step, and when each one is finished. Pure Python:
 admission under free KV slots, `max_batch_size` and a per-step token budget; first come first
 served; running decodes are planned before any prefill so long prompts never starve them; a
-bounded waiting queue. Every finish (end-of-text, stop string, length, abort, deadline,
+bounded waiting queue. An admitted request starts after the longest prefix of its prompt that
+the KV cache already holds. Every finish (end-of-text, stop string, length, abort, deadline,
 error) is decided and recorded here, with its reason."""
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ class Scheduler:
                 self.waiting.remove(request)
 
     def on_computed(self, chunk: Chunk) -> FinishReason | None:
-        """Count a chunk's tokens as cached; a score, embed or classify request is done (STOP)
-        once its whole prompt is."""
+        """Count a chunk's tokens as cached; a score, embed, classify or prefill request is
+        done (STOP) once its whole prompt is."""
         request = chunk.request
         request.num_computed += chunk.length
         if request.kind is Kind.GENERATE or request.in_prefill:
@@ -174,10 +175,13 @@ class Scheduler:
         while self.waiting and self.kv.free and len(self.running) < self.batch_limit and budget:
             request = self.waiting.popleft()
             request.slot = self.kv.allocate()
+            request.num_computed = self.kv.load_prefix(
+                request.slot, request.prompt_ids, request.reusable_prefix
+            )
             request.status = Status.RUNNING
             request.scheduled_at = now
             self.running.append(request)
             length = min(request.remaining, budget)
-            plan.chunks.append(Chunk(request, 0, length))
+            plan.chunks.append(Chunk(request, request.num_computed, length))
             budget -= length
         return plan

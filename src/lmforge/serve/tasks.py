@@ -15,6 +15,7 @@ from typing import TypeVar
 from lmforge import prompts
 from lmforge.errors import EngineError
 from lmforge.serve.engine import Engine
+from lmforge.serve.prefix_cache import BLOCK_TOKENS
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
 from lmforge.serve.stream import Event
 
@@ -44,21 +45,35 @@ async def gather_cancelling(runs: list[Awaitable[T]]) -> list[T]:
             task.cancel()
 
 
+@dataclass
+class LabelRequests:
+    """Zero-shot classification's engine requests: `prefills` (one per text, to run first;
+    none when the engine keeps no prefixes) put each context in the prefix cache, so that the
+    `scores` (each label after each context, context by context), submitted once they are
+    done, compute only the label and the context's last partial block."""
+
+    prefills: list[Request]
+    scores: list[Request]
+
+
 def label_requests(
     engine: Engine, contexts: list[list[int]], labels: list[list[int]], timeout: float
-) -> list[Request]:
-    """Score requests for zero-shot classification: each label's tokens after each context
-    (the prompt of one text), context by context. A context too long loses its beginning:
-    the end, next to the label, matters most. A label longer than half the context is
-    scored by its beginning."""
+) -> LabelRequests:
+    """Requests for zero-shot classification. A context too long loses its beginning: the
+    end, next to the label, matters most. A label longer than half the context is scored by
+    its beginning. The prefills run before the scores because requests admitted in one step
+    all miss the cache: none of them has stored its prompt yet."""
     labels = [ids[: engine.max_seq_len // 2] for ids in labels]
     # Every label of a text sees the same context: room for the longest one.
     room = engine.max_seq_len - max(map(len, labels)) - 1
-    requests = []
+    shared = engine.settings.prefix_cache_mb > 0 and len(labels) > 1
+    requests = LabelRequests([], [])
     for ids in contexts:
         context = ids[-room:]
+        if shared and len(context) > BLOCK_TOKENS:
+            requests.prefills.append(engine.request(context, Kind.PREFILL, timeout=timeout))
         for label in labels:
-            requests.append(
+            requests.scores.append(
                 engine.request(
                     context + label, Kind.SCORE, timeout=timeout, score_from=len(context)
                 )

@@ -81,8 +81,11 @@ async def classify_zero_shot(
     cut_labels = [cut(label, bound, Keep.HEAD) for label in labels]
     ids = await call.encode(classify_texts(texts, cut_labels, template), Keep.TAIL)
     contexts, label_ids = ids[: len(texts)], ids[len(texts) :]
-    requests = call.admit(label_requests(call.engine, contexts, label_ids, call.timeout))
-    return label_probabilities(await call.complete(requests), labels)
+    requests = label_requests(call.engine, contexts, label_ids, call.timeout)
+    # The caller is charged for the scores only: the prefills save more than they cost.
+    scores = call.admit(requests.scores)
+    await call.complete(requests.prefills)
+    return label_probabilities(await call.complete(scores), labels)
 
 
 async def check_template(call: Call, template: str) -> None:
