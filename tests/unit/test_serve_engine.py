@@ -16,6 +16,7 @@ from lmforge.cards import ModelCard
 from lmforge.config.serve import EngineSettings
 from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.engine import Engine, Overloaded
+from lmforge.serve.gpt2 import check_head_dtype, cpu_has_bf16
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
 from lmforge.serve.runner import Runner
 from lmforge.serve.scheduler import Chunk
@@ -340,3 +341,31 @@ def test_an_engine_whose_every_step_fails_is_marked_dead(tiny_model: Path) -> No
         assert not engine.alive and "consecutive steps failed" in engine.dead
         with pytest.raises(EngineError, match="dead"):
             engine.submit(engine.request("the"))
+
+
+def test_the_bf16_head_is_refused_where_it_does_not_apply(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="float32 models on CPU, not cpu with quantize int8"):
+        check_head_dtype("bfloat16", torch.device("cpu"), "int8")
+    with pytest.raises(ConfigError, match="float32 models on CPU, not cuda"):
+        check_head_dtype("bfloat16", torch.device("cuda"), "none")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n")
+    assert not cpu_has_bf16(cpuinfo)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="the bf16 LM head needs avx512_bf16 or AMX")
+def test_the_bf16_head_gives_fp32_logits_close_to_the_fp32_head(tiny_model: Path) -> None:
+    """Opt-in bf16 head: float32 logits (rounded through bf16 products, so not equal), within
+    what bf16's 8-bit mantissa allows; the layers before it stay exact."""
+    request = Request(list(range(1, 25)))
+    request.slot = 0
+    logits = {}
+    for head_dtype in ("float32", "bfloat16"):
+        runner = Runner(tiny_model, EngineSettings(kv_slots=1, head_dtype=head_dtype))
+        logits[head_dtype] = runner.model.logits(runner.hidden_states([Chunk(request, 0, 24)]))
+    fp32, bf16 = logits["float32"], logits["bfloat16"]
+    assert bf16.dtype == torch.float32 and bf16.is_contiguous()
+    error = (bf16 - fp32).abs().max().item()
+    assert 0 < error < 0.02 * fp32.abs().max().item()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, cast
@@ -30,11 +29,11 @@ from lmforge.serve.kv_cache import SlotKVCache
 if TYPE_CHECKING:
     from lmforge.serve.kv_cache import Rows
 
-# Below this many rows, W @ x.T beats x @ W.T on CPU (see GPT2.__init__).
-WEIGHT_FIRST_ROWS = 64
 UNSUPPORTED = ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn")
 CLASSIFIER = "GPT2ForSequenceClassification"
-Projection = Callable[[nn.Linear, torch.Tensor], torch.Tensor]
+# The batch size oneDNN lays packed weights out for: a full default step (32 KV slots). Any
+# other row count still works; this one is the case worth tuning.
+PACKED_ROWS = 32
 
 
 class Prefill(NamedTuple):
@@ -62,23 +61,39 @@ class Decode:
         return int(self.lengths.max())
 
 
-def _call(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return cast(torch.Tensor, layer(x))
+class PackedLinear(nn.Module):
+    """A linear layer whose weight oneDNN has reordered once, at load, into its own blocked
+    layout. On CPU this runs decode-step shapes about 2x faster than MKL's GEMM on the plain
+    weight (measured: the 50257-wide LM head at 32 rows, 51 ms against 101-123 ms, either
+    operand order; the layer shapes 20-40% faster), with fp32 results within ~5e-6 of it. In
+    `dtype` bfloat16 the weight is packed in bfloat16 and the input cast to it (the bf16 LM
+    head option); the output is float32 either way."""
 
+    def __init__(self, layer: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        linear = cast(nn.Linear, layer)
+        self.dtype = dtype
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(
+            linear.weight.detach().to(dtype), PACKED_ROWS
+        )
+        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
 
-def _weight_first(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    if x.shape[0] > WEIGHT_FIRST_ROWS:
-        return cast(torch.Tensor, layer(x))
-    bias: torch.Tensor | None = layer.bias  # None for the head
-    if bias is None:
-        return torch.mm(layer.weight, x.t()).t()
-    return torch.addmm(bias[:, None], layer.weight, x.t()).t()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.ops.mkldnn._linear_pointwise(
+            x.to(self.dtype).contiguous(), self.packed, self.bias, "none", [], ""
+        )
+        return cast(torch.Tensor, out).float()
 
 
 class Block(nn.Module):
     def __init__(self, ln_1: nn.LayerNorm, ln_2: nn.LayerNorm, *linear: nn.Linear) -> None:
         super().__init__()
         self.ln_1, self.ln_2 = ln_1, ln_2
+        # nn.Linear as read; a PackedLinear or an int8 dynamic linear once converted.
+        self.qkv: nn.Module
+        self.proj: nn.Module
+        self.fc: nn.Module
+        self.fc_proj: nn.Module
         self.qkv, self.proj, self.fc, self.fc_proj = linear
 
 
@@ -88,6 +103,40 @@ class Stack(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.ln_f = ln_f
         self.wte = wte
+
+
+def onednn() -> bool:
+    """Whether this torch was built with oneDNN (the CPU builds we pin are)."""
+    return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX): elsewhere oneDNN
+    emulates it, slower than float32."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_head_dtype(head_dtype: str, device: torch.device, quantize: str) -> None:
+    """A bfloat16 LM head is a CPU float32-model option, on CPUs that have bf16 instructions."""
+    if head_dtype == "float32":
+        return
+    if head_dtype != "bfloat16":
+        raise ConfigError(f"head_dtype: {head_dtype!r} is not float32 or bfloat16")
+    if device.type != "cpu" or quantize != "none":
+        raise ConfigError(
+            f"head_dtype: bfloat16 is for float32 models on CPU, not {device.type} with "
+            f"quantize {quantize}"
+        )
+    if not cpu_has_bf16() or not onednn():
+        raise ConfigError(
+            "head_dtype: bfloat16 needs a CPU with avx512_bf16 or amx_bf16 (this one has "
+            "neither, and would emulate it slower than float32)"
+        )
 
 
 def pick_device(device: str, dtype: str, quantize: str) -> torch.device:
@@ -188,7 +237,9 @@ class GPT2:
         dtype: str,
         quantize: str,
         unverified: bool = False,
+        head_dtype: str = "float32",
     ) -> None:
+        check_head_dtype(head_dtype, device, quantize)
         verify_model_dir(model_dir, unverified=unverified)
         config = read_config(model_dir)
         self.n_layer, self.n_head = cast(int, config["n_layer"]), cast(int, config["n_head"])
@@ -256,12 +307,12 @@ class GPT2:
         self.stack = cast(Stack, model.stack)
         self.blocks = [cast(Block, b) for b in self.stack.blocks]
         self.wpe = cast(nn.Embedding, model.wpe)
-        self.head = cast(nn.Linear, model.head)
-        # On CPU, BLAS runs W @ x.T faster than x @ W.T for the few-row activations of decode
-        # steps (measured 15-25% per step, most on the 50257-wide LM head); long prefills are
-        # faster the usual way round.
-        plain_cpu = device.type == "cpu" and quantize == "none"
-        self.project: Projection = _weight_first if plain_cpu else _call
+        self.head = cast(nn.Module, model.head)
+        if device.type == "cpu" and quantize == "none" and onednn():
+            for block in self.blocks:
+                block.qkv, block.proj = PackedLinear(block.qkv), PackedLinear(block.proj)
+                block.fc, block.fc_proj = PackedLinear(block.fc), PackedLinear(block.fc_proj)
+            self.head = PackedLinear(self.head, getattr(torch, head_dtype))
 
     def hidden(
         self,
@@ -276,14 +327,13 @@ class GPT2:
         writes their keys and values into the cache first."""
         T = ids.shape[0]
         x = self.stack.wte(ids) + self.wpe(positions)
-        project = self.project
         if decode is not None:
             span = decode.span
             positions_seen = torch.arange(span, device=self.device)[None, :]
             hidden_keys = (positions_seen >= decode.lengths[:, None])[:, None, None, :]
         for layer, block in enumerate(self.blocks):
             h = block.ln_1(x)
-            q, k, v = project(block.qkv, h).view(T, 3, self.n_head, self.head_dim).unbind(1)
+            q, k, v = block.qkv(h).view(T, 3, self.n_head, self.head_dim).unbind(1)
             cache.write(layer, slots, positions, k, v)
             out = q if decode is not None and decode.rows is None else torch.empty_like(q)
             if decode is not None:
@@ -309,12 +359,12 @@ class GPT2:
                         query, keys, values, attn_mask=seen <= upto
                     )
                 out[offset : offset + length] = attended[0].transpose(0, 1)
-            x = x + project(block.proj, out.reshape(T, self.d_model))
-            hidden = gelu(project(block.fc, block.ln_2(x)), approximate="tanh")
-            x = x + project(block.fc_proj, hidden)
+            x = x + block.proj(out.reshape(T, self.d_model))
+            hidden = gelu(block.fc(block.ln_2(x)), approximate="tanh")
+            x = x + block.fc_proj(hidden)
         return cast(torch.Tensor, self.stack.ln_f(x))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The head's logits [N, vocab] (or [N, labels] for a classifier) of hidden states."""
-        # Contiguous rows: argmax and sampling over a transposed result are several times slower.
-        return self.project(self.head, hidden).float().contiguous()
+        """The head's float32 logits [N, vocab] (or [N, labels] for a classifier) of hidden
+        states, one contiguous row each."""
+        return cast(torch.Tensor, self.head(hidden)).float()

@@ -48,7 +48,12 @@ class Runner:
         device = pick_device(settings.device, settings.dtype, settings.quantize)
         apply_threads(settings.threads)
         self.model = GPT2(
-            Path(model_dir), device, settings.dtype, settings.quantize, settings.unverified
+            Path(model_dir),
+            device,
+            settings.dtype,
+            settings.quantize,
+            settings.unverified,
+            settings.head_dtype,
         )
         model = self.model
         self.max_seq_len = min(settings.max_seq_len or model.n_positions, model.n_positions)
