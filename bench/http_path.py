@@ -89,7 +89,7 @@ def probe_serve(model: str, port: int, record: Path) -> None:
     uvicorn.Server.serve = probed  # type: ignore[method-assign]
 
     def dump(*_: object) -> None:
-        stats = states[0].models[0].engine.stats if states else None
+        stats = next(iter(states[0].models)).engine.stats if states else None
         line = {
             "wakeups": counters["wakeups"],
             "lags": counters["lags"],
@@ -109,22 +109,30 @@ def probe_serve(model: str, port: int, record: Path) -> None:
 
 def engine_alone(model_dir: Path, texts: list[str], levels: list[int]) -> dict[int, dict]:
     """The bare engine on the same prompts at each level, its consumers asyncio tasks as the
-    server's; after a warm-up as the server's (bench/engine.py's, 8 requests)."""
+    server's; after a warm-up as the server's (bench/engine.py's, 8 requests). TTFT is timed
+    to the first text, as over HTTP, where a token without text sends nothing."""
     params = SamplingParams(max_new_tokens=NEW, temperature=0, ignore_eos=True)
     results = {}
+    first_token: list[float] = []  # bench/engine.py's TTFT: the first token, text or not
     with Engine(model_dir, EngineSettings(kv_slots=32, max_queue=256, unverified=True)) as engine:
         prompts = [engine.encode(t) for t in texts]
 
         async def level(prompts: list[list[int]], concurrency: int) -> tuple[int, list[float]]:
             gate = asyncio.Semaphore(concurrency)
             ttft: list[float] = []
+            first_token.clear()
 
             async def one(ids: list[int]) -> int:
                 async with gate:
-                    start, count = time.perf_counter(), 0
+                    start, count, seen = time.perf_counter(), 0, False
                     async for event in engine.events(engine.request(ids, Kind.GENERATE, params)):
-                        if not count and event.text:
+                        if not count and event.token_ids:
+                            first_token.append(time.perf_counter() - start)
+                        # The first text, as `lmforge bench` times it: a random model's
+                        # tokens are often part of a UTF-8 character, held back until whole.
+                        if event.text and not seen:
                             ttft.append(time.perf_counter() - start)
+                            seen = True
                         count += len(event.token_ids)
                     return count
 
@@ -141,6 +149,7 @@ def engine_alone(model_dir: Path, texts: list[str], levels: list[int]) -> dict[i
                 "tok_s": tokens / seconds,
                 "ttft_p50": percentile(ttft, 50),
                 "ttft_p99": percentile(ttft, 99),
+                "first_token_p99": percentile(first_token, 99),
                 "step_ms": 1000 * (engine.stats.step_seconds - busy) / (engine.stats.steps - steps),
             }
     return results
@@ -165,7 +174,10 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 def snapshot(pid: int, record: Path) -> dict[str, Any]:
     lines = len(record.read_text().splitlines()) if record.exists() else 0
     os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
     while not record.exists() or len(record.read_text().splitlines()) == lines:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the probed server wrote no counters to {record}")
         time.sleep(0.01)
     last: dict[str, Any] = json.loads(record.read_text().splitlines()[-1])
     last["cpu"] = cpu_seconds(pid)
@@ -266,6 +278,7 @@ def main() -> None:
             f"  {1000 * e['ttft_p50']:>8.0f} / {1000 * h['ttft_p50']:<8.0f}"
             f"  {1000 * e['ttft_p99']:>8.0f} / {1000 * h['ttft_p99']:<8.0f}"
             f" {h['ttft_p99'] / e['ttft_p99']:>9.2f}"
+            f"   (engine first-token p99 {1000 * e['first_token_p99']:.0f} ms)"
         )
     print(
         f"\n{'c':>3} {'step ms eng/http':>17} {'lag p50/p99 ms':>15} {'wakeups/step':>12}"
