@@ -24,7 +24,7 @@ wait_ready() {
 load=(--requests 64 --prompt-tokens 13 --max-new-tokens 64 --warmup 4)
 
 echo "== lmforge serve, concurrency 1, 8, 32"
-$lm serve "$model" --port 8100 --kv-slots 32 --max-queue 256 2>"$out/serve.log" &
+$lm serve "$model" --port 8100 --kv-slots 32 --max-queue 256 --unverified 2>"$out/serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 wait_ready http://127.0.0.1:8100/readyz
@@ -32,7 +32,7 @@ $lm bench http://127.0.0.1:8100 --concurrency 1,8,32 "${load[@]}" --output "$out
 kill -TERM $server && wait $server
 
 echo "== overload: 4x the queue bound (32 slots + 32 queued = 64), then one request at once"
-$lm serve "$model" --port 8100 --kv-slots 32 --max-queue 32 2>>"$out/serve.log" &
+$lm serve "$model" --port 8100 --kv-slots 32 --max-queue 32 --unverified 2>>"$out/serve.log" &
 server=$!
 wait_ready http://127.0.0.1:8100/readyz
 $lm bench http://127.0.0.1:8100 --concurrency 256 --requests 256 --prompt-tokens 13 \

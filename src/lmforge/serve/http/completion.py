@@ -121,6 +121,13 @@ def choice_requests(
 async def interleaved(streams: Sequence[AsyncIterator[Event]]) -> AsyncIterator[tuple[int, Event]]:
     """The events of several requests as they come, each with its request's index; leaving
     early cancels every one still running (which aborts its request)."""
+    if len(streams) == 1:
+        # One choice (the common case) needs no pump task: that task and its queue were a
+        # second task switch per token. Cancelled or closed, the stream ends with it (its
+        # `follow` aborts the request).
+        async for only in streams[0]:
+            yield 0, only
+        return
     queue: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
 
     async def pump(index: int, events: AsyncIterator[Event]) -> None:

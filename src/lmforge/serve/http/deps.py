@@ -40,7 +40,12 @@ def _bearer(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-def identify(request: Request) -> str:
+# The checks below are async although they never wait: FastAPI runs a plain `def` dependency
+# on a worker thread, a hop per request that, while the engine thread holds the GIL between
+# its kernels, waits for it (each hop was a thread wake-up and GIL handover on the TTFT path).
+
+
+async def identify(request: Request) -> str:
     """The caller's key id; 401 without a valid key (when keys are configured); 503 while
     not ready or draining."""
     state = state_of(request)
@@ -58,14 +63,14 @@ def identify(request: Request) -> str:
     return key_id
 
 
-def authorize(request: Request) -> str:
+async def authorize(request: Request) -> str:
     """`identify`, then the per-key request rate limit."""
-    key_id = identify(request)
+    key_id = await identify(request)
     state_of(request).limiter.charge(key_id, "requests", 1)
     return key_id
 
 
-def authorize_admin(request: Request) -> str:
+async def authorize_admin(request: Request) -> str:
     state = state_of(request)
     key = _bearer(request)
     found = state.admin_keys.identify(key) if key and state.admin_keys else None
@@ -74,7 +79,7 @@ def authorize_admin(request: Request) -> str:
     return found
 
 
-def authorize_metrics(request: Request) -> None:
+async def authorize_metrics(request: Request) -> None:
     state = state_of(request)
     if state.config.metrics_public or not state.keys:
         return
