@@ -24,7 +24,9 @@ PROMPT_WORDS = 13  # about 32 tokens with this model's tokenizer, like bench/ser
 def lmforge_server(model: Path, port: int, max_batch: int) -> tuple[list[str], str]:
     lmforge = Path(sys.executable).parent / "lmforge"
     command = [str(lmforge), "serve", str(model), "--port", str(port)]
-    return [*command, "--kv-slots", str(max_batch), "--max-queue", "256"], "/readyz"
+    command += ["--kv-slots", str(max_batch), "--max-queue", "256"]
+    # The bench model is a plain HF dir bench/engine.py writes, with no lmforge.json card.
+    return [*command, "--unverified"], "/readyz"
 
 
 def vllm_server(
@@ -35,12 +37,19 @@ def vllm_server(
     return [*command, "--max-model-len", str(max_len), "--seed", "0"], "/v1/models"
 
 
-def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> float:
+def tail(log: Path) -> str:
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return next((line for line in reversed(lines) if line.strip()), "(empty log)")
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
     """Seconds until `url` answered 200; raises if the server exited or never got ready."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode} before it was ready")
+            raise RuntimeError(
+                f"the server exited with {server.returncode} before it was ready: {tail(log)}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return time.perf_counter() - started
@@ -65,7 +74,7 @@ def measure(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        startup = wait_ready(base + ready_path, server, timeout=600)
+        startup = wait_ready(base + ready_path, server, log, timeout=600)
         print(f"{system}: ready after {startup:.0f} s", flush=True)
         rows = []
         for level in work["batches"]:
@@ -99,7 +108,8 @@ def measure(
             print(f"{system:<28} c={level:>2}  {rate:8.1f} tok/s", flush=True)
         return rows
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -13,15 +13,22 @@ from pathlib import Path
 import llama_cpp as C
 from common import Generate, arguments, measure, write
 
-# The converter accepts only tokenizers whose pre-tokenizer output hash it knows; ours is
-# GPT-2's byte-level BPE with its own merges, so it is told the pre-tokenizer is GPT-2's (the
-# benchmark feeds token ids, the tokenizer is never used).
+# Two things the converter expects of a GPT-2 checkpoint that ours lacks: a pre-tokenizer
+# whose output hash it knows (ours is GPT-2's byte-level BPE with its own merges, so it is told
+# it is GPT-2's; the benchmark feeds token ids, the tokenizer is never used), and the old
+# `n_ctx` config key, which transformers 5 no longer writes (it is `n_positions`).
 CONVERT = """
 import sys
 sys.path.insert(0, sys.argv.pop(1))
 import convert_hf_to_gguf as convert
 from conversion.base import TextModel
+from conversion.gpt2 import GPT2Model
 TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+set_parameters = GPT2Model.set_gguf_parameters
+def with_n_ctx(self):
+    self.hparams.setdefault("n_ctx", self.hparams["n_positions"])
+    set_parameters(self)
+GPT2Model.set_gguf_parameters = with_n_ctx
 convert.main()
 """
 

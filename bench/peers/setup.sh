@@ -25,6 +25,7 @@ install_vllm() {
 install_openvino() {
   pip install torch==2.13.0
   pip install "optimum-intel[openvino]==1.27.*" openvino-genai "transformers<4.58" nncf
+  opt_in_out --opt_out  # OpenVINO's telemetry: nothing leaves the machine
   python -c "import openvino_genai, optimum.intel; print('openvino-genai', openvino_genai.__version__)"
 }
 
