@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve bench-hostile bench-tasks clean
+.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve bench-hostile bench-tasks bench-peers clean
 
 # torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
 # another package pull torch in) downloads a multi-GB CUDA build.
@@ -66,6 +66,14 @@ bench-hostile: install
 bench-tasks: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/tasks.py --json bench/out/tasks/tasks.json
+
+# Opt-in, never in CI or `make test`: builds one venv per peer engine under bench/peers/venvs/
+# (about 25 min and 6 GB the first time; see bench/peers/README.md), then our engine, vLLM CPU
+# (offline and its OpenAI server), OpenVINO GenAI, llama.cpp and CTranslate2 on one model, one
+# after another, in one table.
+bench-peers: install
+	-bash bench/peers/setup.sh  # a peer that fails to install shows as FAILED in the table
+	$(BIN)/python bench/peers/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
