@@ -37,7 +37,7 @@ from roofline import measure as roofline
 from lmforge.bench.machine import cpu_flags
 from lmforge.config.serve import EngineSettings
 from lmforge.serve.engine import Engine
-from lmforge.serve.gpt2 import cpu_has_bf16
+from lmforge.serve.packed import cpu_has_bf16
 from lmforge.serve.request import FinishReason, Kind, SamplingParams
 
 REQUESTS, PROMPT, NEW = 64, 32, 64

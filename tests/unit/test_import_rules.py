@@ -52,6 +52,7 @@ TRACKING_AND_RESOLVER = (
 SERVE_INTERNALS = (
     "lmforge.serve.runner",
     "lmforge.serve.gpt2",
+    "lmforge.serve.packed",
     "lmforge.serve.kv_cache",
     "lmforge.serve.sampling",
 )

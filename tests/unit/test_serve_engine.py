@@ -16,7 +16,7 @@ from lmforge.cards import ModelCard
 from lmforge.config.serve import EngineSettings
 from lmforge.errors import ConfigError, EngineError
 from lmforge.serve.engine import Engine, Overloaded
-from lmforge.serve.gpt2 import check_head_dtype, cpu_has_bf16
+from lmforge.serve.packed import check_head_dtype, cpu_has_bf16
 from lmforge.serve.request import FinishReason, Kind, Request, SamplingParams
 from lmforge.serve.runner import Runner
 from lmforge.serve.scheduler import Chunk
