@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve bench-hostile bench-tasks bench-peers clean
+.PHONY: install quickstart test test-unit lint format bench-data bench-train bench-eval bench-engine bench-serve bench-hostile bench-tasks bench-peers bench-prefix clean
 
 # torch first, pinned: that exact version is a local CPU build; a looser spec (or letting
 # another package pull torch in) downloads a multi-GB CUDA build.
@@ -55,6 +55,11 @@ bench-engine: install
 # lmforge bench against lmforge serve and the naive reference server, same model and load.
 bench-serve: install
 	bash bench/serve.sh bench/out
+
+# The prefix cache (issue 18) off and on, one real lmforge serve each: zero-shot classify calls
+# per second with 10 labels, and time to first token behind a 500-token prefix seen before.
+bench-prefix: install
+	$(BIN)/python bench/prefix.py
 
 # Each attack of issue 17 against a real lmforge serve (a tiny model it trains first) while
 # normal requests run: the answer, the normal p99 against its baseline, requests lost.

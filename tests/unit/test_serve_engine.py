@@ -232,6 +232,31 @@ def test_score_matches_transformers(engine: Engine, tiny_model: Path) -> None:
     assert scores == pytest.approx(expected, abs=1e-4)
 
 
+def test_score_chunks_in_one_step_score_as_they_do_alone(tiny_model: Path) -> None:
+    """A step's score chunks share one LM-head call; each still gets its own tokens'
+    log-probabilities and top tokens (a request with logprobs 0 gets none) as when it runs
+    alone, including a chunk that predicts no scored token."""
+    runner = Runner(tiny_model, EngineSettings(kv_slots=4, max_seq_len=64, prefix_cache_mb=0))
+    torch.manual_seed(2)
+    shapes = [(12, 4, 3), (9, 7, 0), (20, 15, 5), (6, 6, 2)]  # (length, score_from, logprobs)
+    requests = []
+    for slot, (length, score_from, logprobs) in enumerate(shapes):
+        ids = torch.randint(0, 300, (length,)).tolist()
+        request = Request(ids, kind=Kind.SCORE, score_from=score_from)
+        request.params = SamplingParams(logprobs=logprobs)
+        request.slot = slot
+        requests.append(request)
+    plan = [Chunk(r, 0, len(r.prompt_ids)) for r in requests[:3]] + [Chunk(requests[3], 0, 3)]
+    together = runner.step(plan)
+    alone = [runner.step([chunk])[0] for chunk in plan]
+    assert [len(out.scores) for out in together] == [8, 2, 5, 0]
+    for both, single in zip(together, alone, strict=True):
+        assert both.scores == pytest.approx(single.scores, abs=1e-5)
+        assert [list(top) for top in both.top_scores] == [list(top) for top in single.top_scores]
+    assert [len(out.top_scores) for out in together] == [8, 0, 5, 0]
+    assert all(len(top) == 5 for top in together[2].top_scores)
+
+
 def test_embed_matches_transformers_hidden_states(engine: Engine, tiny_model: Path) -> None:
     ids = torch.tensor([engine.encode("hello world, the cat sat")])
     with torch.no_grad():

@@ -40,6 +40,31 @@ class ChunkOutput:
     error: str | None = None
 
 
+@dataclass
+class ScoredSpan:
+    """The rows of a score chunk that predict scored tokens: `targets` are the tokens that
+    the hidden rows from `row` on predict (the state at position p predicts p + 1); `count`
+    most likely tokens are reported at each."""
+
+    index: int
+    row: int
+    targets: list[int]
+    count: int
+
+
+def scored_span(index: int, chunk: Chunk, offset: int) -> ScoredSpan | None:
+    """The span of chunk `index` (its first row `offset` in the step) that predicts tokens at
+    positions >= its request's score_from, or None when this chunk predicts none of them."""
+    request = chunk.request
+    first = max(request.score_from, 1) - 1
+    last = len(request.prompt_ids) - 2
+    lo, hi = max(first, chunk.start), min(last, chunk.start + chunk.length - 1)
+    if lo > hi:
+        return None
+    targets = request.prompt_ids[lo + 1 : hi + 2]
+    return ScoredSpan(index, offset + lo - chunk.start, targets, request.params.logprobs)
+
+
 class Runner:
     """Owns the model, its KV cache and the per-request random generators."""
 
@@ -129,15 +154,16 @@ class Runner:
         outputs = [ChunkOutput() for _ in chunks]
         sampled: list[tuple[int, int]] = []  # (chunk index, row of its last token)
         classified: list[tuple[int, int]] = []
+        scored: list[ScoredSpan] = []
         offset = 0
         for index, chunk in enumerate(chunks):
             request, end = chunk.request, offset + chunk.length
             if request.kind is Kind.GENERATE and chunk.completes_prompt:
                 sampled.append((index, end - 1))
             elif request.kind is Kind.SCORE:
-                outputs[index].scores, outputs[index].top_scores = self._scores(
-                    chunk, hidden[offset:end]
-                )
+                span = scored_span(index, chunk, offset)
+                if span is not None:
+                    scored.append(span)
             elif request.kind is Kind.EMBED:
                 outputs[index].embedding = self._pool(chunk, hidden[offset:end])
             elif request.kind is Kind.CLASSIFY and chunk.completes_prompt:
@@ -145,6 +171,8 @@ class Runner:
             offset = end
         if classified:
             self._classify(outputs, classified, hidden)
+        if scored:
+            self._score(outputs, scored, hidden)
         if sampled:
             logits = self.model.logits(hidden[[row for _, row in sampled]])
             requests = [chunks[index].request for index, _ in sampled]
@@ -172,27 +200,32 @@ class Runner:
             else:
                 outputs[index].error = "the model produced NaN or Inf logits"
 
-    def _scores(
-        self, chunk: Chunk, hidden: torch.Tensor
-    ) -> tuple[list[float], list[dict[int, float]]]:
-        """Log-probabilities of the tokens at positions >= score_from that this chunk predicts
-        (the hidden state at position p predicts the token at p + 1), and the request's
-        `params.logprobs` most likely tokens at each (none when it asks for 0)."""
-        request = chunk.request
-        first = max(request.score_from, 1) - 1
-        last = len(request.prompt_ids) - 2
-        lo, hi = max(first, chunk.start), min(last, chunk.start + chunk.length - 1)
-        if lo > hi:
-            return [], []
-        rows = hidden[lo - chunk.start : hi - chunk.start + 1]
-        targets = request.prompt_ids[lo + 1 : hi + 2]
-        logits = self.model.logits(rows)
-        scores = sampling.token_logprobs(logits, torch.tensor(targets, device=rows.device))
-        count = request.params.logprobs
-        if not count:
-            return scores, []
-        picked = sampling.top_logprobs(logits, targets, [count] * len(targets))
-        return scores, [top for _, top in picked]
+    def _score(
+        self, outputs: list[ChunkOutput], spans: list[ScoredSpan], hidden: torch.Tensor
+    ) -> None:
+        """Log-probabilities of every span's tokens, and the `params.logprobs` most likely
+        tokens at each position of the spans that ask for them, from one LM-head call for the
+        whole step: the head's weights are the largest read of a step, and zero-shot
+        classification scores ten short label rows at once."""
+        rows = torch.cat([torch.arange(s.row, s.row + len(s.targets)) for s in spans])
+        logits = self.model.logits(hidden[rows.to(hidden.device)])
+        targets = [token for span in spans for token in span.targets]
+        scores = sampling.token_logprobs(logits, torch.tensor(targets, device=logits.device))
+        counts = [span.count for span in spans for _ in span.targets]
+        want = [row for row, count in enumerate(counts) if count]
+        top: list[dict[int, float]] = []
+        if want:
+            picked = sampling.top_logprobs(
+                logits[want], [targets[row] for row in want], [counts[row] for row in want]
+            )
+            top = [ranked for _, ranked in picked]
+        tops, first = iter(top), 0
+        for span in spans:
+            count = len(span.targets)
+            outputs[span.index].scores = scores[first : first + count]
+            if span.count:
+                outputs[span.index].top_scores = [next(tops) for _ in range(count)]
+            first += count
 
     def _pool(self, chunk: Chunk, hidden: torch.Tensor) -> list[float] | None:
         """Mean pooling sums over chunks; the chunk that completes the prompt returns it."""
