@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmforge.bench.machine import cpu_flags
+from lmforge.cpuinfo import cpu_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_generate import write_corpus

@@ -34,10 +34,9 @@ os.environ.update({k: v for k, v in DEFAULT_OPENMP.items() if k not in os.enviro
 import torch
 from roofline import measure as roofline
 
-from lmforge.bench.machine import cpu_flags
 from lmforge.config.serve import EngineSettings
+from lmforge.cpuinfo import cpu_flags, cpu_has_bf16
 from lmforge.serve.engine import Engine
-from lmforge.serve.packed import cpu_has_bf16
 from lmforge.serve.request import FinishReason, Kind, SamplingParams
 
 REQUESTS, PROMPT, NEW = 64, 32, 64

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from lmforge.bench.machine import cpu_flags
+from lmforge.cpuinfo import cpu_flags
 
 NORMAL = {"prompt": "the cat sat on", "max_new_tokens": 8, "ignore_eos": True}
 RATE_TOKENS = 3000  # per key per minute: the budget the bypass was measured against

@@ -31,8 +31,8 @@ from typing import Any
 from engine import NEW, build_model, percentile
 
 from lmforge.bench.loadgen import make_prompts
-from lmforge.bench.machine import cpu_flags
 from lmforge.config.serve import BenchConfig, EngineSettings, ServeConfig
+from lmforge.cpuinfo import cpu_flags
 from lmforge.serve.engine import Engine
 from lmforge.serve.request import Kind, SamplingParams
 

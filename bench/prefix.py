@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from engine import VOCAB, build_model
 
-from lmforge.bench.machine import cpu_flags
+from lmforge.cpuinfo import cpu_flags
 
 LABELS = ["sports", "politics", "business", "science", "health"]
 LABELS += ["travel", "music", "film", "food", "weather"]

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from lmforge.bench.machine import cpu_flags
+from lmforge.cpuinfo import cpu_flags
 
 # distilgpt2's shape, the model bench/engine.py builds.
 LAYERS, WIDTH, VOCAB = 6, 768, 50257

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tasks_baselines as baselines
 import tasks_route as route
 
-from lmforge.bench.machine import cpu_flags
+from lmforge.cpuinfo import cpu_flags
 from lmforge.pipeline.taskdata import prepare
 
 ROOT = Path(__file__).resolve().parents[1]

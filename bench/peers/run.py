@@ -28,7 +28,7 @@ from engine import NEW, PROMPT, REQUESTS, VOCAB, build_model
 from http_peers import lmforge_server, vllm_server
 from http_peers import measure as measure_http
 
-from lmforge.bench.machine import cpu_flags
+from lmforge.cpuinfo import cpu_flags
 
 HERE = Path(__file__).resolve().parent
 

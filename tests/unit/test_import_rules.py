@@ -42,6 +42,7 @@ CORE = (
     "lmforge.logs",
     "lmforge.progress",
     "lmforge.threads",
+    "lmforge.cpuinfo",
 )
 HEAVY = ("torch", "transformers")
 TRACKING_AND_RESOLVER = (

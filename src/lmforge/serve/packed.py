@@ -3,12 +3,12 @@ the checks for its opt-in bfloat16 LM head."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import cast
 
 import torch
 from torch import nn
 
+from lmforge.cpuinfo import cpu_has_bf16
 from lmforge.errors import ConfigError
 
 # The batch size oneDNN lays packed weights out for: a full default step (32 KV slots). Any
@@ -43,17 +43,6 @@ class PackedLinear(nn.Module):
 def onednn() -> bool:
     """Whether this torch was built with oneDNN (the CPU builds we pin are)."""
     return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
-
-
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX): elsewhere oneDNN
-    emulates it, slower than float32."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def check_head_dtype(head_dtype: str, device: torch.device, quantize: str) -> None:
