@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 
 _WORD = re.compile(r"\w+")
+# The same words in ASCII text (where \w is [A-Za-z0-9_]), found twice as fast.
+_ASCII_WORD = re.compile(r"\w+", re.ASCII)
 _MAX = np.uint32(0xFFFFFFFF)
 # LSH only proposes candidates; full signatures decide. Missing a near-copy costs more.
 FALSE_POSITIVE_WEIGHT = 0.1
@@ -57,7 +59,8 @@ class MinHasher:
     def shingle_hashes(self, text: str) -> bytes:
         """Each shingle's 32-bit SHA-1 prefix, concatenated (4 bytes a shingle). A repeated
         shingle is hashed again rather than deduplicated: the minimum does not change."""
-        words = _WORD.findall(text.lower())
+        lowered = text.lower()
+        words = (_ASCII_WORD if lowered.isascii() else _WORD).findall(lowered)
         size = self.shingle_words
         if len(words) <= size:
             return hashlib.sha1(" ".join(words).encode()).digest()[:4] if words else b""
