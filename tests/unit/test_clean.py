@@ -1,6 +1,16 @@
 from __future__ import annotations
 
-from lmforge.data.clean import Normalizer, QualityFilter, normalize_text, strip_markup
+import sys
+import unicodedata
+
+from lmforge.data.clean import (
+    CONTROL_CHARACTERS,
+    SPACE_SEPARATORS,
+    Normalizer,
+    QualityFilter,
+    normalize_text,
+    strip_markup,
+)
 from lmforge.data.document import Document
 from tests.conftest import corpus
 
@@ -62,3 +72,10 @@ def test_quality_filter_reasons(ptb_lines: list[str]) -> None:
     stage_doc = Document("short", "t:1", 0)
     assert keep(stage_doc) is None and keep.stats.removed["too_short"] == 1
     assert keep.stats.examples["too_short"] == ["t:1: short"]
+
+
+def test_translation_tables_match_unicodedata() -> None:
+    """The listed control and space-separator code points are exactly Unicode's Cc and Zs."""
+    categories = [unicodedata.category(chr(c)) for c in range(sys.maxunicode + 1)]
+    assert [c for c, cat in enumerate(categories) if cat == "Cc"] == list(CONTROL_CHARACTERS)
+    assert [c for c, cat in enumerate(categories) if cat == "Zs"] == list(SPACE_SEPARATORS)

@@ -85,12 +85,26 @@ def _hasher(num_perm: int, seed: int, shingle_words: int) -> MinHasher:
     return MinHasher(num_perm, seed, shingle_words)
 
 
+def run_stages_over(stages: list[Stage], docs: list[Document]) -> list[Document]:
+    """The documents that pass every stage, taken stage by stage over the whole list: the
+    documents, counts and examples of `prepare.run_stages` on each document in turn (a stage
+    sees the documents in the same order), without its bookkeeping per document."""
+    for stage in stages:
+        stats = stage.stats
+        started = time.perf_counter()
+        stats.docs_in += len(docs)
+        stats.chars_in += sum(len(doc.text) for doc in docs)
+        docs = [kept for doc in docs if (kept := stage(doc)) is not None]
+        stats.docs_out += len(docs)
+        stats.chars_out += sum(len(doc.text) for doc in docs)
+        stats.seconds += time.perf_counter() - started
+    return docs
+
+
 def clean_block(cfg: PrepareConfig, block: list[Document], fingerprint: bool) -> CleanedBlock:
     """Run the per-document stages over a block, then fingerprint what survived."""
-    from lmforge.data.prepare import run_stages
-
     stages = document_stages(cfg)
-    kept = [doc for raw in block if (doc := run_stages(stages, raw)) is not None]
+    kept = run_stages_over(stages, block)
     prints = None
     started = time.perf_counter()
     if fingerprint:
@@ -117,9 +131,9 @@ class BlockCache:
 
     def path(self, block: list[Document]) -> Path:
         digest = hashlib.blake2b(self._salt, digest_size=20)
-        for doc in block:
-            digest.update(f"{doc.ordinal}\0{doc.origin}\0{doc.split}\0".encode())
-            digest.update(doc.text.encode("utf-8", "surrogatepass") + b"\0")
+        # One update of the bytes that one update per field would hash: the same name.
+        fields = (f"{d.ordinal}\0{d.origin}\0{d.split}\0{d.text}\0" for d in block)
+        digest.update("".join(fields).encode("utf-8", "surrogatepass"))
         return self.directory / f"{digest.hexdigest()}.pickle"
 
     def load(self, path: Path) -> CleanedBlock | None:

@@ -21,6 +21,11 @@ class Document:
     ordinal: int
     split: str | None = None
 
+    def __reduce__(self) -> tuple[type[Document], tuple[str, str, int, str | None]]:
+        # Blocks of documents cross to the workers and back pickled: as constructor arguments
+        # they pickle five times as fast as the default state of a slots class.
+        return Document, (self.text, self.origin, self.ordinal, self.split)
+
 
 @dataclass
 class StageStats:

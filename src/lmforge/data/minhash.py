@@ -18,6 +18,9 @@ from functools import lru_cache
 import numpy as np
 
 _WORD = re.compile(r"\w+")
+# The same words in ASCII text (where \w is [A-Za-z0-9_]), found twice as fast and as the
+# bytes the shingles are hashed as.
+_ASCII_WORD = re.compile(rb"\w+")
 _MAX = np.uint32(0xFFFFFFFF)
 # LSH only proposes candidates; full signatures decide. Missing a near-copy costs more.
 FALSE_POSITIVE_WEIGHT = 0.1
@@ -57,13 +60,17 @@ class MinHasher:
     def shingle_hashes(self, text: str) -> bytes:
         """Each shingle's 32-bit SHA-1 prefix, concatenated (4 bytes a shingle). A repeated
         shingle is hashed again rather than deduplicated: the minimum does not change."""
-        words = _WORD.findall(text.lower())
+        lowered = text.lower()
+        if lowered.isascii():
+            words = _ASCII_WORD.findall(lowered.encode("ascii"))
+        else:
+            words = [word.encode() for word in _WORD.findall(lowered)]
         size = self.shingle_words
         if len(words) <= size:
-            return hashlib.sha1(" ".join(words).encode()).digest()[:4] if words else b""
-        grams = map(" ".join, zip(*(words[i:] for i in range(size)), strict=False))
+            return hashlib.sha1(b" ".join(words)).digest()[:4] if words else b""
+        grams = map(b" ".join, zip(*(words[i:] for i in range(size)), strict=False))
         sha1 = hashlib.sha1
-        return b"".join([sha1(gram.encode()).digest()[:4] for gram in grams])
+        return b"".join([sha1(gram).digest()[:4] for gram in grams])
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), num_perm), uint32."""

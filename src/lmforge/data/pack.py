@@ -4,11 +4,14 @@ token files with `<|endoftext|>` after every document."""
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from lmforge.data.document import Document, batched
 from lmforge.data.tokenizer import end_of_text_id
@@ -27,20 +30,32 @@ def pack(
     *,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> tuple[int, int, int]:
-    """Encode `documents` into `out`; return (documents, tokens, words)."""
+    """Encode `documents` into `out`; return (documents, tokens, words).
+
+    A batch is encoded in a thread (the tokenizer's threads run without the GIL) while this
+    one reads the next batch and writes the one before: the tokenizer never waits on them."""
     eot = end_of_text_id(tokenizer)
     dtype = token_dtype(tokenizer.get_vocab_size())
-    docs = tokens = words = 0
-    with open(out, "wb") as handle:
+    totals = [0, 0, 0]
+
+    def write(texts: list[str], encoded: Future[list[Encoding]], handle: BinaryIO) -> None:
+        flat = packed(encoded.result(), eot, dtype)
+        flat.tofile(handle)
+        totals[0] += len(texts)
+        totals[1] += int(flat.size)
+        totals[2] += count_words(texts)
+        on_batch(len(texts))
+
+    with open(out, "wb") as handle, ThreadPoolExecutor(1) as encoder:
+        ahead: deque[tuple[list[str], Future[list[Encoding]]]] = deque()
         for batch in batched(documents, BATCH):
             texts = [d.text for d in batch]
-            flat = encode_packed(texts, tokenizer, eot, dtype)
-            flat.tofile(handle)
-            docs += len(batch)
-            tokens += int(flat.size)
-            words += count_words(texts)
-            on_batch(len(batch))
-    return docs, tokens, words
+            ahead.append((texts, encoder.submit(tokenizer.encode_batch_fast, texts, False)))
+            if len(ahead) > 1:
+                write(*ahead.popleft(), handle)
+        while ahead:
+            write(*ahead.popleft(), handle)
+    return totals[0], totals[1], totals[2]
 
 
 def count_words(texts: list[str]) -> int:
@@ -52,7 +67,11 @@ def encode_packed(texts: list[str], tokenizer: Tokenizer, eot: int, dtype: np.dt
     """The texts' ids, each followed by `eot`: a packed file is these arrays concatenated,
     however the documents were batched."""
     # encode_batch_fast: the ids without offsets, which packing never reads.
-    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    return packed(tokenizer.encode_batch_fast(texts, add_special_tokens=False), eot, dtype)
+
+
+def packed(encodings: list[Encoding], eot: int, dtype: np.dtype) -> np.ndarray:
+    """The encodings' ids, each followed by `eot`."""
     ids = [enc.ids for enc in encodings]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.full(int(lengths.sum()) + len(ids), eot, dtype=dtype)

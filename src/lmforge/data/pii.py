@@ -11,7 +11,7 @@ import re
 from collections import Counter
 
 from lmforge.data.document import Document, StageStats
-from lmforge.data.phones import phone_spans
+from lmforge.data.phones import contains_digit, phone_spans
 from lmforge.data.pii_rules import RULES, Rule, iban_ok, luhn_ok
 
 __all__ = ["PLACEHOLDERS", "PiiRedactor", "iban_ok", "luhn_ok", "redact"]
@@ -66,9 +66,9 @@ def redact(
     `phone_region` (ISO 3166 code) is the country whose national phone format is assumed for
     numbers written without a country code.
     """
-    has_digit = any(c.isdigit() for c in text)
+    has_digit = contains_digit(text)
     for rule in RULES:
-        if rule.trigger is not None and rule.trigger not in text:
+        if rule.triggers and not any(map(text.__contains__, rule.triggers)):
             continue
         if rule.needs_digit and not has_digit:
             continue

@@ -4,10 +4,10 @@ Pass 1 reads every source in blocks; an engine (`engines/local.py`: a process po
 `engines/ray.py`: Ray tasks) runs normalize → filter → PII → dedup fingerprints over each
 block (`blocks.py`), and the blocks come back in input order to the dedup decisions and
 sampling, which route each kept document to its split's spill file: the output does not
-depend on the engine or the number of workers. Pass 2 trains the tokenizer on the train
-spill (or loads one). Pass 3 encodes the spills into `.bin` token files (with Ray: as tasks,
-`engines/ray_pack.py`). All of it happens in a temporary dir that replaces `--output` only
-when everything succeeded.
+depend on the engine or the number of workers. The tokenizer trains on the train split's
+documents as they are routed (`train_thread.py`), or one is loaded. Pass 2 encodes the
+spills into `.bin` token files (with Ray: as tasks, `engines/ray_pack.py`). All of it
+happens in a temporary dir that replaces `--output` only when everything succeeded.
 
 Over ~300 lines: the pipeline's phases (stages, sample, tokenizer, packing, manifest) are
 each a function here, in the order they run, so the whole pass reads in one place.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from lmforge.data.sample import HashSampler, representative_ordinals
 from lmforge.data.sources import Reader, ReadOptions
 from lmforge.data.spill import SpillWriter, read_spill
 from lmforge.data.split import SPLITS, split_of
+from lmforge.data.train_thread import BackgroundTraining, training_alongside
 from lmforge.errors import DataError
 from lmforge.fsutil import atomic_dir, sha256_file
 from lmforge.progress import progress_bar
@@ -120,24 +121,6 @@ def content_options(cfg: PrepareConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k not in _NOT_CONTENT}
 
 
-def _train_tokenizer(cfg: PrepareConfig, texts: Iterable[str]) -> Tokenizer:
-    from lmforge.data.tokenizer import train_bpe, train_char
-
-    if cfg.char_level:
-        return train_char(texts)
-    return train_bpe(texts, cfg.vocab_size, cfg.min_frequency)
-
-
-def _bounded(docs: Iterable[Document], max_chars: int, seen: dict[str, int]) -> Iterator[str]:
-    """Texts up to a character budget: the tokenizer trainer's memory stays bounded."""
-    for doc in docs:
-        if seen["chars"] >= max_chars:
-            return
-        seen["documents"] += 1
-        seen["chars"] += len(doc.text)
-        yield doc.text
-
-
 def prepare(cfg: PrepareConfig) -> PrepareResult:
     """Run the whole pipeline; raises `DataError`/`ConfigError` with a clear message on bad
     input and leaves nothing at `cfg.output` unless it succeeded."""
@@ -158,14 +141,20 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     seconds: dict[str, float] = {}
     output = Path(cfg.output)
 
-    with atomic_dir(output, force=cfg.force) as tmp:
+    with (
+        atomic_dir(output, force=cfg.force) as tmp,
+        training_alongside(cfg, reused is None) as training,
+    ):
         work = tmp / "_work"
         work.mkdir()
         spills = {name: SpillWriter(work / f"{name}.jsonl") for name in SPLITS}
         pool = SpillWriter(work / "all.jsonl") if representative else None
 
         def route(doc: Document) -> None:
-            spills[doc.split or split_of(doc.text, cfg.split, cfg.seed)].write(doc)
+            split = doc.split or split_of(doc.text, cfg.split, cfg.seed)
+            spills[split].write(doc)
+            if split == "train" and training is not None:
+                training.add(doc.text)
 
         cleaning = [s.stats for s in document_stages(cfg)]
         ordered = ordered_stages(cfg)
@@ -221,7 +210,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
                 log.warning("the %s split is empty; the corpus is too small for --split", name)
 
         started = time.perf_counter()
-        tokenizer, tokenizer_info = _tokenizer(cfg, reused, spills["train"].path)
+        tokenizer, tokenizer_info = _tokenizer(cfg, reused, training)
         tokenizer.save(str(tmp / "tokenizer.json"))
         seconds["tokenizer"] = time.perf_counter() - started
 
@@ -310,20 +299,20 @@ def _pack_splits(
 
 
 def _tokenizer(
-    cfg: PrepareConfig, reused: Tokenizer | None, train_spill: Path
+    cfg: PrepareConfig, reused: Tokenizer | None, training: BackgroundTraining | None
 ) -> tuple[Tokenizer, dict[str, Any]]:
-    """The `--tokenizer` given, or one trained on the train split (up to a character budget),
-    with what the manifest says of it."""
+    """The `--tokenizer` given, or the one trained on the train split as it was routed (up to
+    a character budget), with what the manifest says of it."""
     from lmforge.data.tokenizer import tokenizer_file
 
     if reused is not None:
         source = sha256_file(tokenizer_file(cfg.tokenizer))
         return reused, {"kind": "reused", "source": cfg.tokenizer, "source_sha256": source}
-    budget = {"documents": 0, "chars": 0}
+    assert training is not None
     with progress_bar("train tokenizer", None):
-        texts = _bounded(read_spill(train_spill), cfg.tokenizer_max_chars, budget)
-        tokenizer = _train_tokenizer(cfg, texts)
-    return tokenizer, {"kind": "char" if cfg.char_level else "bpe", "trained_on": budget}
+        tokenizer = training.finish()
+    kind = "char" if cfg.char_level else "bpe"
+    return tokenizer, {"kind": kind, "trained_on": training.budget}
 
 
 def split_entry(directory: Path, name: str, docs: int, tokens: int, words: int) -> dict[str, Any]:

@@ -33,6 +33,9 @@ FORMATS[".parquet"] = "parquet"
 BUILTIN_PREFIX = "builtin:"
 HF_PREFIX = "hf:"
 _REPLACEMENT = "\ufffd"
+# Bytes read between progress reports (tens of lines): one report per line costs more than
+# reading the line.
+_PROGRESS_BYTES = 1 << 12
 log = logging.getLogger("lmforge.data")
 
 
@@ -218,10 +221,13 @@ class Reader:
         except OSError as exc:
             raise DataError(f"cannot open input {source.path}: {exc.strerror}") from exc
         with handle:
+            unreported = 0
             try:
                 for number, raw in enumerate(handle, 1):
-                    if not source.gzipped:
-                        self.on_bytes(len(raw))
+                    unreported += len(raw)
+                    if unreported >= _PROGRESS_BYTES and not source.gzipped:
+                        self.on_bytes(unreported)
+                        unreported = 0
                     try:
                         yield raw.decode(encoding)
                     except UnicodeDecodeError:
@@ -236,8 +242,7 @@ class Reader:
                         yield line
             except (OSError, EOFError) as exc:
                 raise DataError(f"input {source.path} is corrupt or truncated: {exc}") from exc
-        if source.gzipped:
-            self.on_bytes(source.size)
+        self.on_bytes(source.size if source.gzipped else unreported)
 
     def _read_file(self, source: SourceFile) -> Iterator[Document]:
         readers = {

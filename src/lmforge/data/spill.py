@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from json.encoder import encode_basestring
 from pathlib import Path
 from types import TracebackType
 
@@ -17,8 +18,10 @@ class SpillWriter:
         self._handle = open(path, "w", encoding="utf-8")
 
     def write(self, doc: Document) -> None:
-        record = {"o": doc.ordinal, "g": doc.origin, "t": doc.text}
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        """The line `json.dumps({"o": ordinal, "g": origin, "t": text}, ensure_ascii=False)`
+        writes, built directly: json.dumps costs ten times as much per document."""
+        origin, text = encode_basestring(doc.origin), encode_basestring(doc.text)
+        self._handle.write(f'{{"o": {doc.ordinal}, "g": {origin}, "t": {text}}}\n')
         self.count += 1
 
     def close(self) -> None:

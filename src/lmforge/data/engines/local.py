@@ -43,6 +43,9 @@ def cleaned_blocks(
     pending: deque[CleanedBlock | Future[CleanedBlock]] = deque()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
     try:
+        # The first task forks every worker: now, before the tokenizer trainer's threads start
+        # (with the first routed document, which may come from a cached block).
+        pool.submit(int).result()
         for block in blocks:
             path = cache.path(block) if cache is not None else None
             done = cache.load(path) if cache is not None and path is not None else None
