@@ -86,9 +86,9 @@ def _hasher(num_perm: int, seed: int, shingle_words: int) -> MinHasher:
 
 
 def run_stages_over(stages: list[Stage], docs: list[Document]) -> list[Document]:
-    """The documents that pass every stage, taken stage by stage over the whole list: the
-    documents, counts and examples of `prepare.run_stages` on each document in turn (a stage
-    sees the documents in the same order), without its bookkeeping per document."""
+    """The documents that pass every stage, taken stage by stage over the whole list, with
+    each stage's counts and time: the same documents, counts and examples as passing each
+    document through all the stages in turn (a stage sees the documents in the same order)."""
     for stage in stages:
         stats = stage.stats
         started = time.perf_counter()

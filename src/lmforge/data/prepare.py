@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 from lmforge.cards import MANIFEST_FORMAT, DatasetManifest
 from lmforge.config import to_dict
 from lmforge.config.data import PrepareConfig
-from lmforge.data.blocks import BlockCache, CleanedBlock, blocks_of, document_stages
+from lmforge.data.blocks import (
+    BlockCache,
+    CleanedBlock,
+    blocks_of,
+    document_stages,
+    run_stages_over,
+)
 from lmforge.data.canary import canary_documents, make_canaries, manifest_entry
 from lmforge.data.dedup import Deduplicator
 from lmforge.data.document import Document, Stage, StageStats
@@ -62,19 +68,8 @@ class PrepareResult:
 
 def run_stages(stages: list[Stage], doc: Document) -> Document | None:
     """Pass one document through the stages, keeping each stage's counts and time."""
-    for stage in stages:
-        stats = stage.stats
-        started = time.perf_counter()
-        stats.docs_in += 1
-        stats.chars_in += len(doc.text)
-        kept = stage(doc)
-        stats.seconds += time.perf_counter() - started
-        if kept is None:
-            return None
-        stats.docs_out += 1
-        stats.chars_out += len(kept.text)
-        doc = kept
-    return doc
+    kept = run_stages_over(stages, [doc])
+    return kept[0] if kept else None
 
 
 def ordered_stages(cfg: PrepareConfig) -> list[Stage]:
