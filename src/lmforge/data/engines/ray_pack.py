@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from lmforge.data.pack import count_words, encode_packed, token_dtype
+from lmforge.data.pack import count_words, packing_encoder
+from lmforge.data.pretokens import PackingEncoder
 from lmforge.data.spill import SpillWriter, read_spill
-from lmforge.data.tokenizer import end_of_text_id
 from lmforge.progress import progress_bar
 
 # Documents per encode task: large enough to amortise a task's overhead and the tokenizer's
@@ -28,15 +28,14 @@ _IN_FLIGHT_PER_CPU = 2
 
 
 @lru_cache(maxsize=2)
-def _tokenizer(serialized: str) -> Tokenizer:
-    """One parse per worker process (a task hands the tokenizer over as its JSON)."""
-    return Tokenizer.from_str(serialized)
+def _encoder(serialized: str) -> PackingEncoder:
+    """One parse per worker process (a task hands the tokenizer over as its JSON), whose
+    pretoken cache serves every chunk the process encodes."""
+    return packing_encoder(Tokenizer.from_str(serialized))
 
 
 def _encode(serialized: str, texts: list[str]) -> tuple[np.ndarray, int]:
-    tokenizer = _tokenizer(serialized)
-    dtype = token_dtype(tokenizer.get_vocab_size())
-    return encode_packed(texts, tokenizer, end_of_text_id(tokenizer), dtype), count_words(texts)
+    return _encoder(serialized).packed(texts), count_words(texts)
 
 
 def _chunks(spill: Path) -> Iterator[list[str]]:
