@@ -84,13 +84,13 @@ class PackingEncoder:
 
     def _learn(self, split: list[list[str] | None]) -> None:
         """Cache the ids of every pretoken of `split` not yet cached."""
-        new = {piece for pieces in split if pieces is not None for piece in pieces}
-        new.difference_update(self._ids)
+        batch = set(itertools.chain.from_iterable(p for p in split if p is not None))
+        new = batch.difference(self._ids)
         if not new:
             return
         if len(self._ids) + len(new) > MAX_CACHED:
             self._ids.clear()
-            new = {piece for pieces in split if pieces is not None for piece in pieces}
+            new = batch
         pieces = list(new)
         self._ids.update(zip(pieces, self._encode(pieces), strict=True))
 
